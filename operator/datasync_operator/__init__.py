@@ -1,0 +1,24 @@
+"""datasync-operator: manage AWS DataSync task executions declaratively from Kubernetes.
+
+The package is layered (lower layers never import higher ones):
+
+* pure core, no I/O: :mod:`.arn`, :mod:`.conditions`, :mod:`.errors`, :mod:`.backoff`,
+  :mod:`.reconcile` (the decision function) and :mod:`.config`;
+* adapters: :mod:`.datasync` (boto3) and :mod:`.logs`;
+* the kopf shell: :mod:`.handlers` (handler registrations), :mod:`.runner` (starting kopf)
+  and :mod:`.cli` (the ``datasync-operator`` command).
+"""
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("datasync-operator")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+GROUP = "datasync.operator.io"
+VERSION = "v1alpha1"
+PLURAL = "datasyncexecutions"
+KIND = "DataSyncExecution"
+
+__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "__version__"]
