@@ -214,14 +214,14 @@ def conclude(
         return Decision(new, _stalled_events(resource, Reason.INVALID_SPEC, outcome.message))
 
     if isinstance(outcome, CancelAccepted):
+        failed_before = _attempts(status)
+        message = "DataSync accepted CancelTaskExecution" + (
+            f" on attempt {failed_before + 1}" if failed_before else ""
+        )
         new["cancelRequestedAt"] = cond.format_time(now)
         new["retry"] = None
-        new["conditions"] = _merge(resource, _cancelled(Reason.CANCEL_ACCEPTED, (
-            "DataSync accepted CancelTaskExecution"
-        )), now)
-        return Decision(new, (Event("Normal", Reason.CANCEL_ACCEPTED.value, (
-            "DataSync accepted CancelTaskExecution for the execution"
-        )),))
+        new["conditions"] = _merge(resource, _cancelled(Reason.CANCEL_ACCEPTED, message), now)
+        return Decision(new, (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),))
 
     if isinstance(outcome, Described):
         new["executionStatus"] = outcome.description.status
