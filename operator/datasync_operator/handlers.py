@@ -158,6 +158,10 @@ def register(
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
 
+    # kopf's usual logins (in-cluster service account or kubeconfig), first that works wins.
+    for login in (kopf.login_via_pykube, kopf.login_via_client):
+        kopf.on.login(registry=registry, id=login.__name__, errors=kopf.ErrorsMode.IGNORED)(login)
+
     @kopf.on.cleanup(registry=registry)
     def close(**_: Any) -> None:
         gateway.close()
