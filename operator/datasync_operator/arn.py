@@ -54,9 +54,7 @@ class ExecutionArn:
 def parse_execution_arn(value: object) -> ExecutionArn:
     """Parse ``value`` or raise :class:`ExecutionArnError` naming the rule that failed."""
     if not isinstance(value, str):
-        raise ExecutionArnError(
-            f"spec.executionArn must be a string, got {type(value).__name__}"
-        )
+        raise ExecutionArnError(f"spec.executionArn must be a string, got {type(value).__name__}")
     if not value:
         raise ExecutionArnError("spec.executionArn is required and must not be empty")
     if len(value) > MAX_LENGTH:
@@ -96,3 +94,30 @@ def _explain(value: str) -> str:
         f"has an invalid resource {resource!r}: must be "
         "task/task-<17 lowercase hex>/execution/exec-<17 lowercase hex>"
     )
+
+
+#: IAM role ARN accepted in ``spec.roleArn`` (the CRD carries the same pattern).
+ROLE_ARN_PATTERN = (
+    r"^arn:(aws|aws-cn|aws-us-gov|aws-eusc|aws-iso|aws-iso-b):iam::[0-9]{12}"
+    r":role/[A-Za-z0-9+=,.@_/-]{1,512}$"
+)
+ROLE_ARN_MAX_LENGTH = 2048
+_ROLE_ARN = re.compile(ROLE_ARN_PATTERN)
+
+
+class RoleArnError(ValueError):
+    """``spec.roleArn`` is not an IAM role ARN."""
+
+
+def parse_role_arn(value: object) -> str:
+    """``value`` if it is an IAM role ARN, else :class:`RoleArnError` naming the rule."""
+    if not isinstance(value, str):
+        raise RoleArnError(f"spec.roleArn must be a string, got {type(value).__name__}")
+    if len(value) > ROLE_ARN_MAX_LENGTH:
+        raise RoleArnError(f"spec.roleArn must be at most {ROLE_ARN_MAX_LENGTH} characters")
+    if not _ROLE_ARN.match(value):
+        raise RoleArnError(
+            f"spec.roleArn {value!r} must be an IAM role ARN: "
+            "arn:<partition>:iam::<12-digit account>:role/<name>"
+        )
+    return value

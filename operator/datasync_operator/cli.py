@@ -45,77 +45,170 @@ def main() -> None:
 
 @main.command()
 @click.option(
-    "-n", "--namespace", "namespaces", multiple=True, envvar=_env("NAMESPACES"),
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    envvar=_env("NAMESPACES"),
     show_envvar=True,
     help="Namespace to watch (repeatable; globs like 'team-*' allowed; the variable takes a "
     "comma- or space-separated list). Mutually exclusive with --all-namespaces.",
 )
 @click.option(
-    "-A", "--all-namespaces", is_flag=True, envvar=_env("ALL_NAMESPACES"), show_envvar=True,
+    "-A",
+    "--all-namespaces",
+    is_flag=True,
+    envvar=_env("ALL_NAMESPACES"),
+    show_envvar=True,
     help="Watch DataSyncExecutions in every namespace (needs cluster-wide RBAC).",
 )
 @click.option(
-    "--liveness-endpoint", envvar=_env("LIVENESS_ENDPOINT"), show_envvar=True, default=None,
+    "--liveness-endpoint",
+    envvar=_env("LIVENESS_ENDPOINT"),
+    show_envvar=True,
+    default=None,
     metavar="URL",
     help="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz. "
     "Off when unset.",
 )
 @click.option(
-    "--standalone/--peering", "standalone", default=True, envvar=_env("STANDALONE"),
+    "--standalone/--peering",
+    "standalone",
+    default=True,
+    envvar=_env("STANDALONE"),
     show_envvar=True,
     help="Standalone: act alone, no coordination. Peering: coordinate replicas through kopf "
     "peering objects so that exactly one acts (for more than one replica).",
 )
 @click.option(
-    "--peering-name", envvar=_env("PEERING_NAME"), show_envvar=True,
+    "--peering-name",
+    envvar=_env("PEERING_NAME"),
+    show_envvar=True,
     default="datasync-operator",
     help="Name of the KopfPeering/ClusterKopfPeering object used with --peering.",
 )
 @click.option(
-    "--priority", type=int, envvar=_env("PRIORITY"), show_envvar=True, default=None,
+    "--priority",
+    type=int,
+    envvar=_env("PRIORITY"),
+    show_envvar=True,
+    default=None,
     help="Peering priority of this replica (highest acts). Random per replica when unset, "
     "because kopf pauses replicas of equal priority.",
 )
 @click.option(
-    "--log-level", envvar=_env("LOG_LEVEL"), show_envvar=True, default="INFO",
+    "--log-level",
+    envvar=_env("LOG_LEVEL"),
+    show_envvar=True,
+    default="INFO",
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Minimum level of log lines.",
 )
 @click.option(
-    "--log-format", envvar=_env("LOG_FORMAT"), show_envvar=True, default=LogFormat.TEXT.value,
+    "--log-format",
+    envvar=_env("LOG_FORMAT"),
+    show_envvar=True,
+    default=LogFormat.TEXT.value,
     type=click.Choice([f.value for f in LogFormat], case_sensitive=False),
     help="text for people, json for log pipelines (one JSON object per line, with the "
     "resource reference).",
 )
 @click.option(
-    "--retry-base-delay", type=positive, envvar=_env("RETRY_BASE_DELAY"), show_envvar=True,
-    default=2.0, metavar="SECONDS",
+    "--retry-base-delay",
+    type=positive,
+    envvar=_env("RETRY_BASE_DELAY"),
+    show_envvar=True,
+    default=2.0,
+    metavar="SECONDS",
     help="First delay of the exponential backoff after a transient AWS failure.",
 )
 @click.option(
-    "--retry-max-delay", type=positive, envvar=_env("RETRY_MAX_DELAY"), show_envvar=True,
-    default=300.0, metavar="SECONDS",
+    "--retry-max-delay",
+    type=positive,
+    envvar=_env("RETRY_MAX_DELAY"),
+    show_envvar=True,
+    default=300.0,
+    metavar="SECONDS",
     help="Cap of the exponential backoff.",
 )
 @click.option(
-    "--stalled-recheck-interval", type=click.FloatRange(min=0), show_envvar=True,
-    envvar=_env("STALLED_RECHECK_INTERVAL"), default=600.0, metavar="SECONDS",
+    "--stalled-recheck-interval",
+    type=click.FloatRange(min=0),
+    show_envvar=True,
+    envvar=_env("STALLED_RECHECK_INTERVAL"),
+    default=600.0,
+    metavar="SECONDS",
     help="How often a resource Stalled on AccessDenied or a rejected request is re-checked, "
     "so it heals once fixed in AWS. 0 disables re-checks.",
 )
 @click.option(
-    "--aws-connect-timeout", type=positive, envvar=_env("AWS_CONNECT_TIMEOUT"),
-    show_envvar=True, default=10.0, metavar="SECONDS",
+    "--poll-interval",
+    type=click.FloatRange(min=0),
+    show_envvar=True,
+    envvar=_env("POLL_INTERVAL"),
+    default=60.0,
+    metavar="SECONDS",
+    help="How often DescribeTaskExecution refreshes status.execution while the execution is "
+    "not finished (never once it is). 0 disables polling.",
+)
+@click.option(
+    "--metrics/--no-metrics",
+    "metrics_enabled",
+    default=True,
+    envvar=_env("METRICS_ENABLED"),
+    show_envvar=True,
+    help="Serve Prometheus metrics at /metrics.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=1, max=65535),
+    envvar=_env("METRICS_PORT"),
+    show_envvar=True,
+    default=9090,
+    help="Port of the metrics endpoint.",
+)
+@click.option(
+    "--aws-rate-limit",
+    type=positive,
+    envvar=_env("AWS_RATE_LIMIT"),
+    show_envvar=True,
+    default=5.0,
+    metavar="CALLS_PER_SECOND",
+    help="DataSync calls per second per region, shared by all resources.",
+)
+@click.option(
+    "--aws-rate-burst",
+    type=click.FloatRange(min=1),
+    envvar=_env("AWS_RATE_BURST"),
+    show_envvar=True,
+    default=10.0,
+    metavar="CALLS",
+    help="Calls allowed at once above the rate after a quiet period.",
+)
+@click.option(
+    "--aws-connect-timeout",
+    type=positive,
+    envvar=_env("AWS_CONNECT_TIMEOUT"),
+    show_envvar=True,
+    default=10.0,
+    metavar="SECONDS",
     help="Timeout to connect to the DataSync endpoint.",
 )
 @click.option(
-    "--aws-read-timeout", type=positive, envvar=_env("AWS_READ_TIMEOUT"), show_envvar=True,
-    default=30.0, metavar="SECONDS",
+    "--aws-read-timeout",
+    type=positive,
+    envvar=_env("AWS_READ_TIMEOUT"),
+    show_envvar=True,
+    default=30.0,
+    metavar="SECONDS",
     help="Timeout to read a DataSync answer.",
 )
 @click.option(
-    "--aws-concurrency", type=click.IntRange(min=1, max=256), envvar=_env("AWS_CONCURRENCY"),
-    show_envvar=True, default=16,
+    "--aws-concurrency",
+    type=click.IntRange(min=1, max=256),
+    envvar=_env("AWS_CONCURRENCY"),
+    show_envvar=True,
+    default=16,
     help="Threads (and pooled connections per region) for concurrent DataSync calls.",
 )
 def run(
@@ -130,6 +223,11 @@ def run(
     retry_base_delay: float,
     retry_max_delay: float,
     stalled_recheck_interval: float,
+    poll_interval: float,
+    metrics_enabled: bool,
+    metrics_port: int,
+    aws_rate_limit: float,
+    aws_rate_burst: float,
     aws_connect_timeout: float,
     aws_read_timeout: float,
     aws_concurrency: int,
@@ -162,10 +260,15 @@ def run(
         retry_base_delay=retry_base_delay,
         retry_max_delay=retry_max_delay,
         stalled_recheck_interval=stalled_recheck_interval,
+        poll_interval=poll_interval,
+        metrics_enabled=metrics_enabled,
+        metrics_port=metrics_port,
         aws=ClientSettings(
             connect_timeout=aws_connect_timeout,
             read_timeout=aws_read_timeout,
             max_pool_connections=aws_concurrency,
+            rate_limit=aws_rate_limit,
+            rate_burst=aws_rate_burst,
         ),
     )
     from datasync_operator.runner import run as run_operator  # kopf import only when running

@@ -21,8 +21,7 @@ class LogFormat(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class OperatorConfig:
-    #: Namespaces to watch (glob patterns allowed); empty with ``all_namespaces`` False means
-    #: the operator's own namespace only is NOT assumed: the CLI refuses that combination.
+    #: Namespaces to watch (glob patterns allowed); the CLI requires these or all_namespaces.
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
     liveness_endpoint: str | None = None
@@ -34,6 +33,9 @@ class OperatorConfig:
     retry_base_delay: float = 2.0
     retry_max_delay: float = 300.0
     stalled_recheck_interval: float = 600.0
+    poll_interval: float = 60.0
+    metrics_enabled: bool = True
+    metrics_port: int = 9090
     aws: ClientSettings = field(default_factory=ClientSettings)
 
     @property

@@ -46,11 +46,20 @@ def phase_of(status: str | None) -> Phase:
 
 @dataclass(frozen=True, slots=True)
 class Description:
-    """The parts of ``DescribeTaskExecution`` the decisions use."""
+    """The parts of ``DescribeTaskExecution`` the operator uses and mirrors into status."""
 
     status: str
     error_code: str | None = None
     error_detail: str | None = None
+    start_time: str | None = None
+    estimated_files_to_transfer: int | None = None
+    estimated_bytes_to_transfer: int | None = None
+    files_transferred: int | None = None
+    bytes_transferred: int | None = None
+    bytes_written: int | None = None
+    prepare_status: str | None = None
+    transfer_status: str | None = None
+    verify_status: str | None = None
 
     @property
     def phase(self) -> Phase:
@@ -73,3 +82,33 @@ class Description:
     def summary(self) -> str:
         details = ", ".join(part for part in (self.error_code, self.error_detail) if part)
         return f"{self.status} ({details})" if details else self.status
+
+    def as_status(self) -> dict[str, object]:
+        """``status.execution``: what DataSync reported, omitting what it did not."""
+        result = {
+            key: value
+            for key, value in (
+                ("prepareStatus", self.prepare_status),
+                ("transferStatus", self.transfer_status),
+                ("verifyStatus", self.verify_status),
+                ("errorCode", self.error_code),
+                ("errorDetail", self.error_detail),
+            )
+            if value is not None
+        }
+        mirrored: dict[str, object] = {
+            key: value
+            for key, value in (
+                ("status", self.status),
+                ("startTime", self.start_time),
+                ("estimatedFilesToTransfer", self.estimated_files_to_transfer),
+                ("estimatedBytesToTransfer", self.estimated_bytes_to_transfer),
+                ("filesTransferred", self.files_transferred),
+                ("bytesTransferred", self.bytes_transferred),
+                ("bytesWritten", self.bytes_written),
+            )
+            if value is not None
+        }
+        if result:
+            mirrored["result"] = result
+        return mirrored

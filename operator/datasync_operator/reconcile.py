@@ -11,12 +11,18 @@ from __future__ import annotations
 import enum
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from datasync_operator import conditions as cond
-from datasync_operator.arn import ExecutionArn, ExecutionArnError, parse_execution_arn
+from datasync_operator.arn import (
+    ExecutionArn,
+    ExecutionArnError,
+    RoleArnError,
+    parse_execution_arn,
+    parse_role_arn,
+)
 from datasync_operator.backoff import Backoff
 from datasync_operator.conditions import Condition, ConditionType, Reason
 from datasync_operator.errors import AwsError, ErrorKind
@@ -25,6 +31,9 @@ from datasync_operator.execution import Description, Phase, phase_of
 RUNNING = "Running"
 CANCELLED = "Cancelled"
 DESIRED_STATES = (RUNNING, CANCELLED)
+ORPHAN = "Orphan"
+CANCEL = "Cancel"
+DELETION_POLICIES = (ORPHAN, CANCEL)
 
 
 class Action(enum.Enum):
@@ -43,6 +52,10 @@ class Resource:
     desired_state: object
     generation: int | None
     status: Mapping[str, Any]
+    deletion_policy: object = ORPHAN
+    role_arn: object = None
+    namespace: str | None = None
+    name: str | None = None
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
@@ -53,6 +66,10 @@ class Resource:
         return cls(
             execution_arn=spec.get("executionArn"),
             desired_state=spec.get("desiredState", RUNNING),
+            deletion_policy=spec.get("deletionPolicy", ORPHAN),
+            role_arn=spec.get("roleArn"),
+            namespace=meta.get("namespace"),
+            name=meta.get("name"),
             generation=generation if isinstance(generation, int) else None,
             status=body.get("status") or {},
         )
@@ -62,12 +79,22 @@ class Resource:
         found = self.status.get("conditions")
         return found if isinstance(found, list) else []
 
+    @property
+    def cancelled(self) -> bool:
+        return cond.is_true(self.conditions, ConditionType.CANCELLED)
+
+    @property
+    def execution_finished(self) -> bool:
+        return phase_of(_str(self.status.get("executionStatus"))).finished
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     action: Action
     arn: ExecutionArn | None = None
     invalid_spec: str | None = None
+    #: The IAM role to assume for the call (``spec.roleArn``), if any.
+    role_arn: str | None = None
 
 
 # --- Outcomes: what happened when the shell carried out the plan ---------------------------
@@ -141,6 +168,10 @@ class Decision:
     retry_after: float | None = None
     #: Re-check a Stalled resource after this many seconds.
     recheck_after: float | None = None
+    #: What happened, in one word (the ``outcome`` label of the reconcile metric).
+    outcome: str = "unchanged"
+    #: Seconds from the first cancel attempt to DataSync accepting it (when it just did).
+    cancel_latency: float | None = None
 
     def changes(self, current: Mapping[str, Any]) -> dict[str, Any]:
         """The subset of :attr:`status` that differs from ``current`` (a minimal merge patch)."""
@@ -154,8 +185,8 @@ class Decision:
 # --- plan ------------------------------------------------------------------------------------
 
 
-def plan(resource: Resource) -> Plan:
-    """Which AWS call (if any) moves the execution toward the spec. Idempotent."""
+def validate(resource: Resource) -> Plan:
+    """A NOTHING plan naming the first invalid field, or a plan that knows the ARN and role."""
     try:
         arn = parse_execution_arn(resource.execution_arn)
     except ExecutionArnError as exc:
@@ -163,24 +194,66 @@ def plan(resource: Resource) -> Plan:
     if resource.desired_state not in DESIRED_STATES:
         return Plan(
             Action.NOTHING,
-            invalid_spec=(
-                f"spec.desiredState must be one of {', '.join(DESIRED_STATES)}, "
-                f"got {resource.desired_state!r}"
+            invalid_spec=_enum_message("spec.desiredState", DESIRED_STATES, resource.desired_state),
+        )
+    if resource.deletion_policy not in DELETION_POLICIES:
+        return Plan(
+            Action.NOTHING,
+            invalid_spec=_enum_message(
+                "spec.deletionPolicy", DELETION_POLICIES, resource.deletion_policy
             ),
         )
-    conditions = resource.conditions
-    if cond.is_true(conditions, ConditionType.CANCELLED):
-        return Plan(Action.NOTHING, arn)  # cancelled is final: no AWS call ever again
-    stalled = cond.find(conditions, ConditionType.STALLED)
-    if stalled is not None and stalled.get("status") == "True" and stalled.get("reason") == (
-        Reason.ALREADY_FINISHED.value
-    ):
-        return Plan(Action.NOTHING, arn)  # finished is final too
+    role_arn = resource.role_arn
+    if role_arn is not None:
+        try:
+            role_arn = parse_role_arn(role_arn)
+        except RoleArnError as exc:
+            return Plan(Action.NOTHING, invalid_spec=str(exc))
+    return Plan(Action.NOTHING, arn, role_arn=role_arn)
+
+
+def plan(resource: Resource) -> Plan:
+    """Which AWS call (if any) moves the execution toward the spec. Idempotent."""
+    valid = validate(resource)
+    if valid.invalid_spec is not None:
+        return valid
+    if resource.cancelled:
+        return valid  # cancelled is final: no AWS call ever again
+    if _stalled_reason(resource) == Reason.ALREADY_FINISHED.value:
+        return valid  # finished is final too
     if resource.desired_state == CANCELLED:
-        return Plan(Action.CANCEL, arn)
-    if phase_of(_str(resource.status.get("executionStatus"))).finished:
-        return Plan(Action.NOTHING, arn)  # a finished execution never changes again
-    return Plan(Action.DESCRIBE, arn)
+        return replace(valid, action=Action.CANCEL)
+    if resource.execution_finished:
+        return valid  # a finished execution never changes again
+    return replace(valid, action=Action.DESCRIBE)
+
+
+def plan_refresh(resource: Resource) -> Plan:
+    """The periodic refresh of ``status.execution``: describe until the execution finishes.
+
+    Only for resources at rest (not retrying, not stalled): ``Running`` ones, and cancelled ones
+    whose execution has not reached its final status yet.
+    """
+    valid = validate(resource)
+    if valid.invalid_spec is not None or resource.execution_finished:
+        return valid
+    if cond.is_true(resource.conditions, ConditionType.RECONCILING) or _stalled_reason(resource):
+        return valid
+    if resource.desired_state == CANCELLED and not resource.cancelled:
+        return valid  # the cancel itself is the reconcile handler's job
+    return replace(valid, action=Action.DESCRIBE)
+
+
+def plan_deletion(resource: Resource) -> Plan:
+    """On deletion with ``deletionPolicy: Cancel``: cancel an execution that may still run."""
+    valid = validate(resource)
+    if valid.invalid_spec is not None or resource.deletion_policy != CANCEL:
+        return replace(valid, action=Action.NOTHING)
+    if resource.cancelled or resource.execution_finished:
+        return valid
+    if _stalled_reason(resource) == Reason.ALREADY_FINISHED.value:
+        return valid
+    return replace(valid, action=Action.CANCEL)
 
 
 # --- conclude --------------------------------------------------------------------------------
@@ -211,7 +284,11 @@ def conclude(
         wanted = _stalled(Reason.INVALID_SPEC, outcome.message, cancelled=None)
         new["retry"] = None
         new["conditions"] = _merge(resource, wanted, now)
-        return Decision(new, _stalled_events(resource, Reason.INVALID_SPEC, outcome.message))
+        return Decision(
+            new,
+            _stalled_events(resource, Reason.INVALID_SPEC, outcome.message),
+            outcome="invalid-spec",
+        )
 
     if isinstance(outcome, CancelAccepted):
         failed_before = _attempts(status)
@@ -221,13 +298,25 @@ def conclude(
         new["cancelRequestedAt"] = cond.format_time(now)
         new["retry"] = None
         new["conditions"] = _merge(resource, _cancelled(Reason.CANCEL_ACCEPTED, message), now)
-        return Decision(new, (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),))
+        first = _first_attempt(status)
+        return Decision(
+            new,
+            (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),),
+            outcome="cancelled",
+            cancel_latency=max(0.0, (now - first).total_seconds()) if first else 0.0,
+        )
 
     if isinstance(outcome, Described):
-        new["executionStatus"] = outcome.description.status
+        description = outcome.description
+        new["executionStatus"] = description.status
+        new["execution"] = description.as_status()
+        if resource.desired_state == CANCELLED:
+            # A refresh of a cancelled execution: the facts change, the verdict does not.
+            new["conditions"] = cond.restamp(previous_conditions, generation=resource.generation)
+            return Decision(new, outcome="refreshed")
         new["retry"] = None
-        new["conditions"] = _merge(resource, _observed(outcome.description), now)
-        return Decision(new, _stalled_events_for(resource, new["conditions"]))
+        new["conditions"] = _merge(resource, _observed(description), now)
+        return Decision(new, _stalled_events_for(resource, new["conditions"]), outcome="observed")
 
     if isinstance(outcome, CancelRejected):
         return _conclude_rejected(resource, outcome, new, now=now, policy=policy, rng=rng)
@@ -256,19 +345,24 @@ def _conclude_rejected(
         return _stall(resource, new, Reason.INVALID_REQUEST, message, now, policy)
 
     new["executionStatus"] = description.status
+    new["execution"] = description.as_status()
     new["retry"] = None
     phase = description.phase
     if phase is Phase.CANCELLING or description.ended_by_cancel:
         message = f"the execution was already cancelled (DataSync status {description.summary()})"
         new["conditions"] = _merge(resource, _cancelled(Reason.ALREADY_CANCELLED, message), now)
-        return Decision(new, (Event("Normal", Reason.ALREADY_CANCELLED.value, message),))
+        return Decision(
+            new,
+            (Event("Normal", Reason.ALREADY_CANCELLED.value, message),),
+            outcome="already-cancelled",
+        )
     if phase.finished:
         message = (
             f"the execution already finished with DataSync status {description.summary()}; "
             "there is nothing left to cancel"
         )
         decision = _stall(resource, new, Reason.ALREADY_FINISHED, message, now, policy)
-        return Decision(decision.status, decision.events)  # final: no re-check
+        return replace(decision, recheck_after=None)  # final: no re-check
     message = (
         f"DataSync refused CancelTaskExecution while the execution is {description.status}: "
         f"{outcome.error.message}"
@@ -291,13 +385,20 @@ def _conclude_failure(
         next_time = cond.format_time(now + timedelta(seconds=delay))
         reason = _RETRY_REASONS[error.kind]
         message = f"{_operation(resource)} failed with {error}; retry {attempts} in {delay:.1f}s"
+        first = _first_attempt(resource.status) if attempts > 1 else None
         new["retry"] = {
             "attempts": attempts,
+            "firstAttemptTime": cond.format_time(first or now),
             "nextAttemptTime": next_time,
             "lastError": error.as_status(),
         }
         new["conditions"] = _merge(resource, _retrying(resource, reason, message), now)
-        return Decision(new, (Event("Warning", reason.value, message),), retry_after=delay)
+        return Decision(
+            new,
+            (Event("Warning", reason.value, message),),
+            retry_after=delay,
+            outcome="retrying",
+        )
     if error.kind is ErrorKind.ACCESS_DENIED:
         message = f"AWS refused the operator's credentials or permissions: {error}"
         return _stall(resource, new, Reason.ACCESS_DENIED, message, now, policy)
@@ -323,7 +424,31 @@ def _stall(
         new,
         _stalled_events(resource, reason, message),
         recheck_after=policy.stalled_recheck,
+        outcome="stalled",
     )
+
+
+def deletion_retry_delay(decision: Decision, policy: Policy) -> float | None:
+    """Seconds until a blocked deletion tries its cancel again; None lets the deletion go on.
+
+    Transient failures retry with the usual backoff; AccessDenied and other rejected requests
+    hold the finalizer and re-check slowly (the documented escape hatch releases it); every
+    other answer (accepted, already cancelled or finished, unknown execution) lets go.
+    """
+    if decision.retry_after is not None:
+        return decision.retry_after
+    stalled = cond.find(decision.status.get("conditions") or [], ConditionType.STALLED)
+    if (
+        stalled is not None
+        and stalled.get("status") == "True"
+        and stalled.get("reason")
+        in (
+            Reason.ACCESS_DENIED.value,
+            Reason.REQUEST_REJECTED.value,
+        )
+    ):
+        return policy.stalled_recheck or 60.0
+    return None
 
 
 # --- condition sets --------------------------------------------------------------------------
@@ -432,9 +557,11 @@ def _merge(resource: Resource, wanted: list[Condition], now: datetime) -> list[d
 def _stalled_events(resource: Resource, reason: Reason, message: str) -> tuple[Event, ...]:
     """A Warning only when the resource becomes Stalled or its reason changes (not per re-check)."""
     previous = cond.find(resource.conditions, ConditionType.STALLED)
-    if previous is not None and previous.get("status") == "True" and previous.get(
-        "reason"
-    ) == reason.value:
+    if (
+        previous is not None
+        and previous.get("status") == "True"
+        and previous.get("reason") == reason.value
+    ):
         return ()
     return (Event("Warning", reason.value, message),)
 
@@ -454,8 +581,30 @@ def _attempts(status: Mapping[str, Any]) -> int:
     return attempts if isinstance(attempts, int) and attempts > 0 else 0
 
 
+def _first_attempt(status: Mapping[str, Any]) -> datetime | None:
+    retry = status.get("retry")
+    stamp = retry.get("firstAttemptTime") if isinstance(retry, Mapping) else None
+    if not isinstance(stamp, str):
+        return None
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def _operation(resource: Resource) -> str:
     return "CancelTaskExecution" if resource.desired_state == CANCELLED else "DescribeTaskExecution"
+
+
+def _stalled_reason(resource: Resource) -> str | None:
+    stalled = cond.find(resource.conditions, ConditionType.STALLED)
+    if stalled is None or stalled.get("status") != "True":
+        return None
+    return str(stalled.get("reason"))
+
+
+def _enum_message(field_path: str, allowed: Sequence[str], got: object) -> str:
+    return f"{field_path} must be one of {', '.join(allowed)}, got {got!r}"
 
 
 def _str(value: object) -> str | None:

@@ -16,11 +16,13 @@ import kopf
 from datasync_operator.config import LogFormat, OperatorConfig
 from datasync_operator.datasync import DataSyncGateway
 from datasync_operator.handlers import register
+from datasync_operator.logs import ArnDirectory
+from datasync_operator.metrics import Metrics
 
 logger = logging.getLogger("datasync_operator")
 
 
-def configure_logging(config: OperatorConfig) -> None:
+def configure_logging(config: OperatorConfig, arns: ArnDirectory | None = None) -> None:
     """kopf's own formatters (text or JSON, with the object reference), at the chosen level."""
     as_json = config.log_format is LogFormat.JSON
     kopf.configure(
@@ -28,15 +30,24 @@ def configure_logging(config: OperatorConfig) -> None:
         log_refkey="object" if as_json else None,
         log_prefix=not as_json,
     )
-    logging.getLogger().setLevel(config.log_level.upper())
-    # botocore logs request details at DEBUG; keep it quiet unless explicitly asked for.
-    for noisy in ("botocore", "boto3", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, logging.getLogger().level))
+    root = logging.getLogger()
+    root.setLevel(config.log_level.upper())
+    if arns is not None:
+        for handler in root.handlers:
+            handler.addFilter(arns)
+    # botocore logs request details (headers included) at DEBUG: never let them through.
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def build_registry(config: OperatorConfig, gateway: DataSyncGateway) -> kopf.OperatorRegistry:
+def build_registry(
+    config: OperatorConfig,
+    gateway: DataSyncGateway,
+    metrics: Metrics,
+    arns: ArnDirectory | None = None,
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
-    register(registry, config, gateway)
+    register(registry, config, gateway, metrics, arns)
     return registry
 
 
@@ -45,11 +56,13 @@ async def operate(
     *,
     stop_flag: asyncio.Event | threading.Event | None = None,
     ready_flag: asyncio.Event | threading.Event | None = None,
-    gateway: DataSyncGateway | None = None,
+    metrics: Metrics | None = None,
+    arns: ArnDirectory | None = None,
 ) -> None:
     """Run the operator until ``stop_flag`` is set or a signal stops it."""
-    gateway = gateway or DataSyncGateway(config.aws)
-    registry = build_registry(config, gateway)
+    metrics = metrics or Metrics()
+    gateway = DataSyncGateway(config.aws, metrics=metrics)
+    registry = build_registry(config, gateway, metrics, arns)
     priority = config.priority
     if not config.standalone and priority is None:
         # kopf peering pauses replicas of equal priority: give each replica a distinct one.
@@ -71,5 +84,10 @@ async def operate(
 
 
 def run(config: OperatorConfig) -> None:
-    configure_logging(config)
-    asyncio.run(operate(config))
+    arns = ArnDirectory()
+    configure_logging(config, arns)
+    metrics = Metrics()
+    if config.metrics_enabled:
+        metrics.serve(config.metrics_port)
+        logger.info("serving metrics on :%d/metrics", config.metrics_port)
+    asyncio.run(operate(config, metrics=metrics, arns=arns))

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.fault_proxy import FaultProxy
 from tests.support.kube_emulator import KubeEmulator
-from tests.support.moto_server import MotoServer
+from tests.support.moto_server import MotoServer, free_port
 from tests.support.operator_process import FAST_RETRIES, OperatorProcess, aws_env
 from tests.support.waiting import wait_for
 
@@ -70,11 +70,13 @@ def start_operator(
     started: list[OperatorProcess] = []
 
     def start(*extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
+        port = free_port()
         process = OperatorProcess(
-            ["--all-namespaces", *FAST_RETRIES, *extra],
+            ["--all-namespaces", "--metrics-port", str(port), *FAST_RETRIES, *extra],
             env={**kube.env(), **aws_env(proxy.url), **(env or {})},
             log_path=tmp_path / f"operator-{len(started)}.log",
         )
+        process.metrics_url = f"http://127.0.0.1:{port}/metrics"
         started.append(process.start())
         return process
 

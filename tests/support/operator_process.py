@@ -51,6 +51,8 @@ class OperatorProcess:
         self.env.pop("AWS_PROFILE", None)
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="operator-", suffix=".log")[1])
         self._process: subprocess.Popen[bytes] | None = None
+        #: Where the operator serves Prometheus metrics, when the test chose the port.
+        self.metrics_url: str | None = None
 
     def start(self) -> Self:
         with self.log_path.open("ab") as log:
