@@ -15,6 +15,7 @@ Handlers:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._core.intents import handlers as kopf_handlers
 
 from datasync_operator import GROUP, PLURAL, VERSION
 from datasync_operator import conditions as cond
@@ -210,6 +212,25 @@ def _cancels_on_delete(spec: Mapping[str, Any], **_: Any) -> bool:
     return spec.get("deletionPolicy") == "Cancel"
 
 
+def _timers_without_finalizer(registry: kopf.OperatorRegistry) -> None:
+    """Let our timers run without a finalizer on the resources they watch.
+
+    kopf gives every timer a finalizer so that it is stopped before its resource is gone. Ours
+    only read AWS and patch status, and kopf stops them on the deletion event anyway; a finalizer
+    would make an ``Orphan`` resource undeletable while the operator is down and cost an extra
+    write per resource. The only finalizer left is the one of ``deletionPolicy: Cancel``.
+    kopf has no public switch for this, so the registered handlers are adjusted; a unit test
+    (tests/unit/test_registry.py) catches a kopf release that changes these internals.
+    """
+    spawning = registry._spawning
+    spawning._handlers[:] = [
+        dataclasses.replace(handler, requires_finalizer=False)
+        if isinstance(handler, kopf_handlers.TimerHandler)
+        else handler
+        for handler in spawning._handlers
+    ]
+
+
 def register(
     registry: kopf.OperatorRegistry,
     config: OperatorConfig,
@@ -270,6 +291,8 @@ def register(
             initial_delay=config.poll_interval,
             when=_needs_refresh,
         )(reconciler.refresh)
+
+    _timers_without_finalizer(registry)
 
     @kopf.on.event(*resource, registry=registry, id="track")
     def track(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:

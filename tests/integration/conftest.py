@@ -43,11 +43,7 @@ def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
 
 @pytest.fixture
 def kube() -> Iterator[KubeEmulator]:
-    """A fresh emulated API server per test: no object of another test can wake the operator.
-
-    The operator watches all namespaces here: kmock 0.8 cannot serve the namespace list that
-    kopf reads when given explicit namespaces (namespaced mode is covered by tests/e2e).
-    """
+    """A fresh emulated API server per test: no object of another test can wake the operator."""
     with KubeEmulator() as emulator:
         yield emulator
 
@@ -72,7 +68,7 @@ def start_operator(
     def start(*extra: str, env: dict[str, str] | None = None) -> OperatorProcess:
         port = free_port()
         process = OperatorProcess(
-            ["--all-namespaces", "--metrics-port", str(port), *FAST_RETRIES, *extra],
+            ["--namespace", namespace, "--metrics-port", str(port), *FAST_RETRIES, *extra],
             env={**kube.env(), **aws_env(proxy.url), **(env or {})},
             log_path=tmp_path / f"operator-{len(started)}.log",
         )

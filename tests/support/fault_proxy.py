@@ -34,12 +34,18 @@ What botocore 1.44 makes of each fault (asserted in ``tests/integration/test_har
   ``TooManyRequestsException``, ``RequestLimitExceeded``, ``LimitExceededException``, ... (see
   ``botocore.retries.standard.ThrottledRetryableChecker``) plus any HTTP 429.
 - ``reset_connection()`` / ``forward_then_reset()``: ``botocore.exceptions.ConnectionClosedError``
-  (a ``HTTPClientError``, so a ``ConnectionError`` for retries; botocore wraps urllib3's
-  ``ProtocolError``).
-- ``delay()`` longer than the client's ``read_timeout``: ``botocore.exceptions.ReadTimeoutError``.
+  (botocore wraps urllib3's ``ProtocolError``; the class is an ``HTTPClientError``, NOT a
+  ``botocore.exceptions.ConnectionError``).
+- ``delay()`` longer than the client's ``read_timeout``: ``botocore.exceptions.ReadTimeoutError``
+  (also an ``HTTPClientError``). The delayed request still reaches moto after the delay (unless
+  the proxy stops first), like a slow server that eventually acts.
 - ``forward_then_hang()``: the request takes effect in moto; the client sees nothing until
   ``release()`` (then the real answer) or ``release(deliver=False)``/``stop()`` (then a
   ``ConnectionClosedError``), or its own ``ReadTimeoutError``.
+
+botocore's default ``standard`` retry mode (3 attempts in total) retries all of these itself:
+HTTP 500/502/503/504, the throttling codes, and ``HTTPClientError``/``ConnectionError``; every
+attempt is one request here, so ``calls()`` counts botocore's retries too.
 """
 
 from __future__ import annotations
@@ -260,9 +266,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Drop the connection without an answer: RST instead of a graceful FIN."""
         self.close_connection = True
         with contextlib.suppress(OSError):
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         with self.server.connections_lock:
             self.server.aborted.add(self.connection)
 
@@ -480,7 +484,9 @@ class FaultProxy:
                     if fault.remaining <= 0:
                         queue.popleft()
             mapping = parsed if isinstance(parsed, dict) else {}
-            self._requests.append(ProxiedRequest(operation, mapping, None if fault is None else fault.kind))
+            self._requests.append(
+                ProxiedRequest(operation, mapping, None if fault is None else fault.kind)
+            )
             return fault
 
     def _hold(self, operation: str) -> _Held:

@@ -36,7 +36,18 @@ What plain kmock 0.8 does NOT emulate, and what ``RealisticEmulator`` (used here
   with no event and no new resourceVersion.
 - Watch: kmock takes its snapshot and subscribes to live events at different moments, so a
   change made while a new watch replays existing objects can be lost. Here both happen under
-  one lock.
+  one lock. kmock also ignores the watch's ``resourceVersion`` and replays every object after
+  kopf's initial list, so kopf handled each object twice and (seen in practice) the duplicate
+  left a worker waiting for a resourceVersion that never came (~5 s stalls). Here a watch from
+  ``resourceVersion=N`` replays only objects changed after N (as ADDED).
+- ``GET /api/v1/namespaces``: kmock answers HTTP 500 (it parses "namespaces" as the namespace
+  prefix), and kopf lists and watches namespaces whenever it is given namespaces (not ``-A``).
+  Served here: ``default``, ``kube-system``, ``kube-public``, the emulator's namespace, and every
+  namespace an object is created in (with an ADDED event), so kopf's namespaced mode, globs
+  included (``--namespace 'it-*'``), works.
+- Open watches keep aiohttp's shutdown waiting 60 s; ``stop()`` ends them first, and
+  ``close_watches()`` ends them on demand (as an API server's watch timeout does: kopf
+  re-lists and re-watches).
 - Empty ``finalizers``/``labels``/``annotations``/``ownerReferences`` are removed (the API
   server omits them).
 - ``name``/``namespace``/``uid``/``creationTimestamp``/``deletionTimestamp`` cannot be patched.
@@ -45,20 +56,25 @@ Still NOT emulated (tests must not rely on them): OpenAPI schema validation, def
 pruning of unknown fields (kopf's handler results in ``status.<handler-id>`` are kept here but
 pruned by a real server); ``PUT`` (replace) and ``resourceVersion`` preconditions other than
 JSON-patch ``test``; strategic-merge semantics (treated as a JSON merge); label and field
-selectors (ignored: lists and watches return everything in the namespace); watch
-``resourceVersion``/bookmarks/``timeoutSeconds`` (a watch replays all objects and never ends
-on its own); namespaces as objects (any namespace works without being created); garbage
-collection of owned objects; admission, RBAC and authentication (any or no token works);
-``deletionGracePeriodSeconds``; server-side apply; managedFields. The helpers here rely on
-kmock 0.8 internals (``_lock``, ``_buses``, ``_serve_list``, ``_serve_watch``): pin kmock.
+selectors (ignored: lists and watches return everything in the namespace); watch bookmarks,
+``timeoutSeconds`` and ``410 Gone`` (a watch never ends on its own, and one from an old
+resourceVersion misses deletions in between); namespaces as real objects (they cannot be
+deleted, and any namespace accepts objects without being created); garbage collection of
+owned objects; admission, RBAC and authentication (any or no token works); server-side
+apply; managedFields. kmock's own ``deletionTimestamp`` has microseconds and ``+00:00``. The
+helpers here rely on kmock 0.8 internals (``_lock``, ``_buses``, ``_serve_list``,
+``_serve_watch``, ``objects``): pin kmock to 0.8.x.
 
-How kopf logs in: with ``pykube-ng`` installed (it is, as a dependency of the operator), kopf's
-default login reads ``KUBECONFIG`` when it logs in, so set ``KUBECONFIG=emulator.kubeconfig``
-in the operator's environment (subprocess) or in ``os.environ`` before ``KopfRunner`` starts
-(``monkeypatch.setenv``). Kopf also tries the ``kubernetes`` client, whose default path was read
-from ``KUBECONFIG`` when ``kubernetes.config`` was imported; its failure is only logged.
-Alternatively register ``emulator.login`` as an ``@kopf.on.login`` handler, which needs no
-environment at all. The kubeconfig is::
+How kopf logs in: a plain ``kopf.OperatorRegistry()`` has no login handlers at all (kopf's
+default registry, used by ``kopf run file.py``, has ``login_via_pykube`` and
+``login_via_client``). ``kopf.login_via_pykube`` and ``kopf.login_with_kubeconfig`` read
+``KUBECONFIG`` when they log in, so set ``KUBECONFIG=<emulator.kubeconfig>`` (``env()``) in an
+operator subprocess's environment, or in ``os.environ`` before ``KopfRunner`` starts
+(``monkeypatch.setenv``). ``kopf.login_via_client`` uses the path that ``KUBECONFIG`` had when
+``kubernetes.config`` was first imported, so in-process it may miss a late ``setenv`` (pykube
+has the higher priority and wins anyway). Or register ``emulator.login`` as an
+``@kopf.on.login`` handler, which needs no environment. No TLS, no certificates: the
+kubeconfig is::
 
     apiVersion: v1
     kind: Config
@@ -244,7 +260,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self._write_lock = asyncio.Lock()
         self._resource_version = 1000
         self._namespaces: dict[str, dict[str, Any]] = {}
-        self._namespace_bus: kmock.Bus[Any] = kmock.Bus()
+        self._namespace_bus: Any = kmock.Bus()  # type: ignore[attr-defined]
         for name in ("default", "kube-system", "kube-public"):
             self.add_namespace(name)
 
@@ -281,7 +297,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         response: aiohttp.web.StreamResponse = await super().__call__(raw_request)
         return response
 
-    async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> Any:
+    async def _serve_namespaces(
+        self, raw_request: aiohttp.web.BaseRequest
+    ) -> aiohttp.web.StreamResponse:
         items = [copy.deepcopy(ns) for ns in self._namespaces.values()]
         if raw_request.query.get("watch") not in ("true", "1"):
             return aiohttp.web.json_response(
@@ -361,6 +379,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         return _with_data(request, body)
 
     def _prepare_update(self, request: kmock.Request) -> kmock.Request:
+        if request.resource is None or request.name is None:
+            return request
         key = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
             return request  # kmock answers 404
@@ -404,6 +424,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         return _with_data(request, [{"op": "replace", "path": "", "value": final}])
 
     def _prepare_delete(self, request: kmock.Request) -> None:
+        if request.resource is None or request.name is None:
+            return
         key = (request.resource, request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
             return
@@ -422,7 +444,8 @@ class RealisticEmulator(kmock.KubernetesEmulator):
 
     async def _serve_list(self, request: kmock.Request) -> Any:
         result = await super()._serve_list(request)
-        result.setdefault("metadata", {})["resourceVersion"] = str(self._resource_version)
+        if isinstance(result, dict):
+            result.setdefault("metadata", {})["resourceVersion"] = str(self._resource_version)
         return result
 
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
@@ -443,7 +466,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                 yield event
             async for event in bus.stream(since=marker):
                 meta = event.get("object", {}).get("metadata", {})
-                if self._watched(request, request.resource, meta.get("namespace"), meta.get("name")):
+                if self._watched(
+                    request, request.resource, meta.get("namespace"), meta.get("name")
+                ):
                     yield event
         except _WatchClosed:
             return
@@ -528,8 +553,8 @@ class KubeEmulator:
         if not self._ready.wait(self.startup_timeout):
             self.stop()
             raise RuntimeError(f"the Kubernetes emulator did not start in {self.startup_timeout}s")
-        if self._failure is not None:
-            failure = self._failure
+        failure = self._startup_failure()
+        if failure is not None:
             self.stop()
             raise RuntimeError("the Kubernetes emulator failed to start") from failure
         self._directory = Path(tempfile.mkdtemp(prefix="kube-emulator-"))
@@ -562,6 +587,9 @@ class KubeEmulator:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def _startup_failure(self) -> BaseException | None:
+        return self._failure
 
     def _run(self) -> None:
         try:
@@ -610,11 +638,9 @@ class KubeEmulator:
 
     def login(self, **_: Any) -> Any:
         """An ``@kopf.on.login`` handler: ``kopf.on.login(registry=r)(emulator.login)``."""
-        import kopf  # noqa: PLC0415 -- only the tests that run kopf need it
+        import kopf
 
-        return kopf.ConnectionInfo(
-            server=self.url, token="kmock", default_namespace=self.namespace
-        )
+        return kopf.ConnectionInfo(server=self.url, token="kmock", default_namespace=self.namespace)
 
     def close_watches(self, timeout: float = 5.0) -> None:
         """End all open watch streams now, as an API server does on a watch timeout."""
@@ -723,7 +749,7 @@ class KubeEmulator:
                 return None
             raise
 
-    def list(
+    def list_objects(
         self,
         *,
         namespace: str | None = None,
@@ -762,9 +788,7 @@ class KubeEmulator:
         self, name: str, status: Mapping[str, Any], *, namespace: str | None = None
     ) -> dict[str, Any]:
         """Merge-patch a DataSyncExecution's status through the status subresource."""
-        return self.patch(
-            name, {"status": dict(status)}, namespace=namespace, subresource="status"
-        )
+        return self.patch(name, {"status": dict(status)}, namespace=namespace, subresource="status")
 
     def delete(
         self,
@@ -787,7 +811,7 @@ class KubeEmulator:
         reason: str | None = None,
     ) -> list[dict[str, Any]]:
         """Core v1 Events in the namespace, optionally of one object and/or one reason."""
-        items = self.list(namespace=namespace, resource=EVENTS)
+        items = self.list_objects(namespace=namespace, resource=EVENTS)
         return [
             e
             for e in items

@@ -21,12 +21,14 @@ How moto 5.2.5 models a task execution (checked against its source and server):
   describes as ``ERROR`` (there is no CANCELLED status). Cancelling an execution in SUCCESS or
   ERROR answers ``InvalidRequestException`` "Sync task cannot be cancelled in its current
   status: <STATUS>"; an unknown ARN on cancel answers ``InvalidRequestException`` "Sync task
-  <arn> is not found.", and on describe an ``InvalidRequestException`` with no message.
+  <arn> is not found.", and on describe an ``InvalidRequestException`` "The request is not
+  valid.".
 - moto answers no ``Result`` (no ErrorCode/ErrorDetail) and does not implement
   ``ListTaskExecutions``.
 - ARNs look like ``arn:aws:datasync:us-east-1:111222333444:task/task-00000000000000003/
   execution/exec-00000000000000004``: decimal counters zero-filled to 17 digits, which the
-  DataSync ARN pattern (``EXECUTION_ARN_PATTERN``) accepts.
+  DataSync ARN pattern (``EXECUTION_ARN_PATTERN``) accepts. The counter restarts at
+  ``reset()`` and is per region, so the same ARN can come back after a reset.
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ import tempfile
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
@@ -98,7 +99,12 @@ def datasync_client(
     Returns ``Any`` because boto3's clients are generated at run time (with
     ``mypy-boto3-datasync`` installed the type would be ``DataSyncClient``).
     """
-    session = boto3.session.Session(region_name=region, **FAKE_CREDENTIALS)
+    session = boto3.session.Session(
+        aws_access_key_id=FAKE_CREDENTIALS["aws_access_key_id"],
+        aws_secret_access_key=FAKE_CREDENTIALS["aws_secret_access_key"],
+        aws_session_token=FAKE_CREDENTIALS["aws_session_token"],
+        region_name=region,
+    )
     return session.client("datasync", endpoint_url=endpoint_url, config=config)
 
 
