@@ -10,7 +10,7 @@ Handlers:
 * ``reconcile`` (create, update, resume; and the ``recheck-stalled`` timer): cancel or observe;
 * ``refresh-execution`` (timer): mirror DescribeTaskExecution until the execution finishes;
 * ``cancel-on-delete`` (delete, only with ``deletionPolicy: Cancel``): cancel before deletion;
-* ``track`` (every watch event): the per-condition resource gauge and log enrichment.
+* ``condition_index`` and ``arn_index`` (kopf indices): the resources gauge, log enrichment.
 """
 
 from __future__ import annotations
@@ -62,6 +62,8 @@ SKIP_CANCEL_ANNOTATION = f"{GROUP}/skip-cancel-on-delete"
 _HEALABLE = frozenset(
     {Reason.ACCESS_DENIED.value, Reason.INVALID_REQUEST.value, Reason.REQUEST_REJECTED.value}
 )
+
+_CONDITION_TYPES = frozenset(t.value for t in ConditionType)
 
 Planner = Callable[[Resource], Plan]
 AnyLogger = logging.Logger | logging.LoggerAdapter[Any]
@@ -294,16 +296,25 @@ def register(
 
     _timers_without_finalizer(registry)
 
-    @kopf.on.event(*resource, registry=registry, id="track")
-    def track(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
-        uid = str(body.metadata.uid or "")
-        if event.get("type") == "DELETED":
-            metrics.conditions.forget(uid)
-            if arns is not None:
-                arns.forget(uid)
-            return
-        metrics.conditions.observe(uid, (body.get("status") or {}).get("conditions") or [])
+    # In-memory indices (kopf keeps them current and drops deleted objects; they log nothing):
+    # conditions for the resources gauge, uid -> ARN for log lines.
+    @kopf.index(*resource, registry=registry, id="condition_index")
+    def condition_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], None]:
+        conditions = (body.get("status") or {}).get("conditions") or []
+        return {
+            (str(c.get("type")), str(c.get("status"))): None
+            for c in conditions
+            if isinstance(c, Mapping) and c.get("type") in _CONDITION_TYPES
+        }
+
+    @kopf.index(*resource, registry=registry, id="arn_index")
+    def arn_index(body: kopf.Body, **_: Any) -> dict[str, object]:
+        return {str(body.metadata.uid): (body.get("spec") or {}).get("executionArn")}
+
+    @kopf.on.startup(registry=registry, id="attach-indices")
+    def attach_indices(**kwargs: Any) -> None:
+        metrics.conditions.attach(kwargs["condition_index"])
         if arns is not None:
-            arns.remember(uid, (body.get("spec") or {}).get("executionArn"))
+            arns.attach(kwargs["arn_index"])
 
     return reconciler

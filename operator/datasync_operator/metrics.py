@@ -7,7 +7,6 @@ README ("Metrics").
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,24 +21,32 @@ _CONDITION_TYPES = ("Ready", "Cancelled", "Reconciling", "Stalled")
 
 
 class ConditionTracker(Collector):
-    """The latest conditions of every resource the operator sees, counted at scrape time."""
+    """Counts resources by condition at scrape time, from kopf's ``condition_index``.
+
+    The index maps ``(type, status)`` to the store of resources having that condition; it is
+    written by kopf's event loop while scrapes come from the metrics thread, so a scrape that
+    races a change simply reads again.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_uid: dict[str, dict[str, str]] = {}
+        self._index: Mapping[tuple[str, str], Any] | None = None
 
-    def observe(self, uid: str, conditions: Iterable[Mapping[str, Any]]) -> None:
-        seen = {
-            str(c.get("type")): str(c.get("status"))
-            for c in conditions
-            if isinstance(c, Mapping) and c.get("type") in _CONDITION_TYPES
-        }
-        with self._lock:
-            self._by_uid[uid] = seen
+    def attach(self, index: Mapping[tuple[str, str], Any]) -> None:
+        self._index = index
 
-    def forget(self, uid: str) -> None:
-        with self._lock:
-            self._by_uid.pop(uid, None)
+    def counts(self) -> dict[tuple[str, str], int]:
+        counts = {(t, s): 0 for t in _CONDITION_TYPES for s in ("True", "False", "Unknown")}
+        index = self._index
+        if index is None:
+            return counts
+        for _ in range(5):
+            try:
+                for key in list(index.keys()):
+                    counts[key] = len(index.get(key) or ())
+                break
+            except RuntimeError:  # changed during iteration: read again
+                continue
+        return counts
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
@@ -47,22 +54,9 @@ class ConditionTracker(Collector):
             "DataSyncExecution resources by condition type and status.",
             labels=["condition", "status"],
         )
-        counts: dict[tuple[str, str], int] = {
-            (t, s): 0 for t in _CONDITION_TYPES for s in ("True", "False", "Unknown")
-        }
-        with self._lock:
-            total = len(self._by_uid)
-            for seen in self._by_uid.values():
-                for type_, status in seen.items():
-                    counts[(type_, status)] = counts.get((type_, status), 0) + 1
-        for (type_, status), count in sorted(counts.items()):
+        for (type_, status), count in sorted(self.counts().items()):
             family.add_metric([type_, status], count)
         yield family
-        known = GaugeMetricFamily(
-            f"{PREFIX}_resources_known", "DataSyncExecution resources the operator sees."
-        )
-        known.add_metric([], total)
-        yield known
 
 
 class Metrics:

@@ -57,6 +57,7 @@ import http.client
 import http.server
 import json
 import logging
+import re
 import socket
 import struct
 import threading
@@ -113,6 +114,8 @@ class Fault:
     message: str = "An internal error occurred (injected by FaultProxy)."
     extra: Mapping[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Answer in the XML of query-protocol services (STS) instead of AWS JSON.
+    xml: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class ProxiedRequest:
     operation: str
     body: Mapping[str, Any]
     fault: FaultKind | None
+    #: The access key id the request was signed with (from its SigV4 Authorization header).
+    access_key_id: str | None = None
 
 
 @dataclass(eq=False)
@@ -187,7 +192,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target") or ""
         operation = target.rsplit(".", 1)[-1] if target else UNKNOWN_OPERATION
         proxy = self.server.proxy
-        fault = proxy._arrive(operation, body)
+        credential = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization") or "")
+        fault = proxy._arrive(operation, body, credential.group(1) if credential else None)
         kind = fault.kind if fault is not None else None
 
         if kind is FaultKind.ERROR:
@@ -253,10 +259,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             conn.close()
 
     def _send_error(self, fault: Fault) -> None:
-        payload = json.dumps({"__type": fault.code, "message": fault.message, **fault.extra})
+        if fault.xml:  # query-protocol services (STS) answer errors in XML
+            payload = (
+                "<ErrorResponse><Error><Type>Sender</Type>"
+                f"<Code>{fault.code}</Code><Message>{fault.message}</Message>"
+                f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
+            )
+            content_type = "text/xml"
+        else:
+            payload = json.dumps({"__type": fault.code, "message": fault.message, **fault.extra})
+            content_type = AMZ_JSON
         data = payload.encode()
         self.send_response(fault.status)
-        self.send_header("Content-Type", AMZ_JSON)
+        self.send_header("Content-Type", content_type)
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -468,7 +483,9 @@ class FaultProxy:
 
     # -- called from handler threads -------------------------------------------------------
 
-    def _arrive(self, operation: str, body: bytes) -> Fault | None:
+    def _arrive(
+        self, operation: str, body: bytes, access_key_id: str | None = None
+    ) -> Fault | None:
         try:
             parsed = json.loads(body) if body else {}
         except ValueError:
@@ -485,7 +502,9 @@ class FaultProxy:
                         queue.popleft()
             mapping = parsed if isinstance(parsed, dict) else {}
             self._requests.append(
-                ProxiedRequest(operation, mapping, None if fault is None else fault.kind)
+                ProxiedRequest(
+                    operation, mapping, None if fault is None else fault.kind, access_key_id
+                )
             )
             return fault
 

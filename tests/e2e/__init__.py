@@ -1,0 +1,1 @@
+"""End-to-end tier: tests against a real etcd + kube-apiserver (see conftest.py)."""
