@@ -297,7 +297,15 @@ def register(
     _timers_without_finalizer(registry)
 
     # In-memory indices (kopf keeps them current and drops deleted objects; they log nothing):
-    # conditions for the resources gauge, uid -> ARN for log lines.
+    # uid -> ARN for log lines (first, so that even the indexers' own lines carry the ARN),
+    # conditions for the resources gauge.
+    @kopf.index(*resource, registry=registry, id="arn_index")
+    def arn_index(body: kopf.Body, **_: Any) -> dict[str, object]:
+        uid, arn = str(body.metadata.uid), (body.get("spec") or {}).get("executionArn")
+        if arns is not None:
+            arns.remember(uid, arn)
+        return {uid: arn}
+
     @kopf.index(*resource, registry=registry, id="condition_index")
     def condition_index(body: kopf.Body, **_: Any) -> dict[tuple[str, str], None]:
         conditions = (body.get("status") or {}).get("conditions") or []
@@ -306,10 +314,6 @@ def register(
             for c in conditions
             if isinstance(c, Mapping) and c.get("type") in _CONDITION_TYPES
         }
-
-    @kopf.index(*resource, registry=registry, id="arn_index")
-    def arn_index(body: kopf.Body, **_: Any) -> dict[str, object]:
-        return {str(body.metadata.uid): (body.get("spec") or {}).get("executionArn")}
 
     @kopf.on.startup(registry=registry, id="attach-indices")
     def attach_indices(**kwargs: Any) -> None:
