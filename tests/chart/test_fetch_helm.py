@@ -16,7 +16,7 @@ def run_fetch(**env: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         check=False,
-        env={**os.environ, **env},
+        env={**{k: v for k, v in os.environ.items() if k != "DATASYNC_OPERATOR_HELM_DIR"}, **env},
         stdin=subprocess.DEVNULL,
     )
 

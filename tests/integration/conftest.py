@@ -12,33 +12,11 @@ import pytest
 
 from tests.support.fault_proxy import FaultProxy
 from tests.support.kube_emulator import KubeEmulator
-from tests.support.moto_server import MotoServer, free_port
+from tests.support.moto_server import free_port
 from tests.support.operator_process import FAST_RETRIES, OperatorProcess, aws_env
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def _proxy(moto: MotoServer) -> Iterator[FaultProxy]:
-    with FaultProxy(moto.url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
-    """The session's fault proxy, with no queued faults and zeroed counters for each test."""
-    _proxy.clear_faults()
-    _proxy.reset_counts()
-    yield _proxy
-    _proxy.release(deliver=False)
-    _proxy.clear_faults()
 
 
 @pytest.fixture
