@@ -528,15 +528,24 @@ def test_aggregated_user_roles_only_when_asked(helm: Helm) -> None:
 
 def test_notes_tell_how_to_check_the_install(helm: Helm, tmp_path: Path) -> None:
     # helm template leaves NOTES.txt out (and helm 3's dry-run install needs a cluster): render
-    # a copy of the chart in which NOTES.txt is an ordinary template.
+    # a copy of the chart in which NOTES.txt becomes the data of a ConfigMap.
     chart = tmp_path / "chart"
     shutil.copytree(CHART_DIR, chart)
-    (chart / "templates" / "NOTES.txt").rename(chart / "templates" / "notes.txt")
-    notes = helm.run(
+    notes_txt = chart / "templates" / "NOTES.txt"
+    (chart / "templates" / "_notes.tpl").write_text(
+        '{{- define "test.notes" -}}\n' + notes_txt.read_text() + "{{- end }}\n"
+    )
+    notes_txt.unlink()
+    (chart / "templates" / "notes.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+        'data:\n  notes: {{ include "test.notes" . | toJson }}\n'
+    )
+    rendered = helm.run(
         "template", RELEASE, str(chart), "--namespace", NAMESPACE,
         "--values", str(helm.values_file(SCENARIOS["namespaced"])),
-        "--show-only", "templates/notes.txt",
+        "--show-only", "templates/notes.yaml",
     ).stdout
+    notes = yaml.safe_load(rendered)["data"]["notes"]
     assert f"kubectl -n {NAMESPACE} rollout status deployment/{FULLNAME}" in notes
     assert "team-a, team-b" in notes
     assert "kubectl -n team-a apply" in notes

