@@ -48,7 +48,7 @@ test: venv lint tools ## install everything and run every tier
 	$(BIN)/pytest
 
 demo: venv controlplane ## one-command local demo on a real control plane
-	$(BIN)/python -m tools.demo
+	$(BIN)/python tools/demo.py
 
 chart-crd: ## copy the canonical CRD into the chart
 	cp crds/datasyncexecution.yaml charts/datasync-operator/crds/datasyncexecution.yaml
