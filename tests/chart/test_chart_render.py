@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.helm import CHART_DIR, NAMESPACE, RELEASE, Helm, of_kind, one
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import socket
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -108,8 +110,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def installed_manifests(helm: Helm, cp: ControlPlane, release: str) -> list[dict[str, Any]]:
-    text = helm.run("get", "manifest", release, "--namespace", SYSTEM_NS,
+def installed_manifests(
+    helm: Helm, cp: ControlPlane, release: str, namespace: str = SYSTEM_NS
+) -> list[dict[str, Any]]:
+    text = helm.run("get", "manifest", release, "--namespace", namespace,
                     "--kubeconfig", str(cp.kubeconfig)).stdout
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
@@ -461,3 +465,40 @@ def test_two_peered_replicas_cancel_an_execution_with_only_the_chart_rbac(
                                 "-p", '{"metadata":{"finalizers":null}}', check=False)
                 cluster.kubectl("delete", "datasyncexecution", name, "-n", TEAM_NS,
                                 "--ignore-not-found", "--wait=false", check=False)
+
+
+# --- the documented install command, as written ----------------------------------------------
+
+
+def documented_install_command() -> list[str]:
+    """The first `helm install datasync-operator charts/...` shell block of the README/docs."""
+    for doc in (CHART_DIR.parents[1] / "README.md", CHART_DIR.parents[1] / "docs" / "install.md"):
+        if not doc.is_file():
+            continue
+        for block in re.findall(r"```sh\n(.*?)```", doc.read_text(), flags=re.S):
+            command = block.replace("\\\n", " ")
+            for line in command.splitlines():
+                if line.strip().startswith("helm install datasync-operator charts/datasync-operator"):
+                    return shlex.split(line)
+    raise AssertionError("no `helm install datasync-operator charts/datasync-operator` in the docs")
+
+
+def test_documented_helm_install_works_as_written(helm: Helm, cluster: ControlPlane) -> None:
+    argv = documented_install_command()
+    assert argv[:2] == ["helm", "install"]
+    release, namespace = argv[2], argv[argv.index("--namespace") + 1]
+    result = helm.run(*argv[1:], "--kubeconfig", str(cluster.kubeconfig), timeout=180, check=False)
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "rollout status deployment/" in result.stdout  # the NOTES
+        manifests = installed_manifests(helm, cluster, release, namespace)
+        account = one(manifests, "ServiceAccount")
+        assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+        deployment = get_json(cluster, "deployment", one(manifests, "Deployment")["metadata"]["name"],
+                              "-n", namespace)
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.startswith("registry.example.com/platform/datasync-operator:")
+    finally:
+        helm.run("uninstall", release, "--namespace", namespace,
+                 "--kubeconfig", str(cluster.kubeconfig), check=False)
+

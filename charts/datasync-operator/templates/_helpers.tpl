@@ -1,0 +1,114 @@
+{{/*
+Names, labels and derived settings shared by the templates.
+*/}}
+
+{{/* The chart name, or nameOverride. */}}
+{{- define "datasync-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The full name of the release's resources: fullnameOverride, else <release>-<name>, else <release>
+when the release name already contains the chart name. Truncated to 63 characters (DNS labels).
+*/}}
+{{- define "datasync-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* chart label value: <name>-<version> */}}
+{{- define "datasync-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The labels every resource carries (Kubernetes recommended labels). */}}
+{{- define "datasync-operator.labels" -}}
+helm.sh/chart: {{ include "datasync-operator.chart" . }}
+{{ include "datasync-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: datasync-operator
+{{- end }}
+
+{{/* The labels that select the operator's pods (immutable in a Deployment: keep them stable). */}}
+{{- define "datasync-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "datasync-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{/* The ServiceAccount the operator runs as. */}}
+{{- define "datasync-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "datasync-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{- define "datasync-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The namespaces to watch when not watching all of them, as a JSON list (templates parse it with
+fromJsonArray): watch.namespaces without duplicates, or the release namespace when it is empty.
+Fails when both modes are asked for.
+*/}}
+{{- define "datasync-operator.watchedNamespaces" -}}
+{{- if .Values.watch.allNamespaces }}
+{{- if .Values.watch.namespaces }}
+{{- fail "watch.namespaces is set but watch.allNamespaces is true: set watch.allNamespaces=false to watch only those namespaces" }}
+{{- end }}
+{{- list | toJson }}
+{{- else if .Values.watch.namespaces }}
+{{- .Values.watch.namespaces | uniq | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when kopf peering is on: asked for, or more than one replica. */}}
+{{- define "datasync-operator.peeringEnabled" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/* The peering object's name. */}}
+{{- define "datasync-operator.peeringName" -}}
+{{- default (include "datasync-operator.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/*
+RBAC rules the operator needs on the namespaced resources it serves, wherever it watches them
+(a ClusterRole when watching all namespaces, a Role per namespace otherwise). Each rule says
+which part of the operator uses it; nothing else is granted (no Secrets, no wildcards).
+*/}}
+{{- define "datasync-operator.operatorRules" -}}
+# kopf lists and watches DataSyncExecutions, and merge/JSON-patches them to keep its finalizer
+# and its annotations (progress, last-handled configuration). kopf never GETs single objects.
+- apiGroups: ["datasync.operator.io"]
+  resources: ["datasyncexecutions"]
+  verbs: ["list", "watch", "patch"]
+# The operator writes status (conditions, retry, executionStatus) through the status subresource.
+- apiGroups: ["datasync.operator.io"]
+  resources: ["datasyncexecutions/status"]
+  verbs: ["patch"]
+# kopf posts core/v1 Events about DataSyncExecutions (cancel accepted, retries, stalls); it never
+# reads, updates or uses events.k8s.io.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
