@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tests tools
 	$(BIN)/mypy
 
 controlplane: ## build (or reuse) etcd, kube-apiserver and kubectl from Go modules

@@ -56,7 +56,10 @@ def apply(plane: ControlPlane, ns: str, spec: dict[str, Any]) -> None:
 
 
 def get(plane: ControlPlane, ns: str, name: str = NAME) -> dict[str, Any]:
-    return json.loads(plane.kubectl("get", "dse", name, "-n", ns, "-o", "json").stdout)
+    found: dict[str, Any] = json.loads(
+        plane.kubectl("get", "dse", name, "-n", ns, "-o", "json").stdout
+    )
+    return found
 
 
 def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:

@@ -43,7 +43,10 @@ def apply(plane: ControlPlane, ns: str, body: str, *args: str, check: bool = Tru
 
 
 def get(plane: ControlPlane, ns: str, name: str) -> dict[str, Any]:
-    return json.loads(plane.kubectl("get", "dse", name, "-n", ns, "-o", "json").stdout)
+    found: dict[str, Any] = json.loads(
+        plane.kubectl("get", "dse", name, "-n", ns, "-o", "json").stdout
+    )
+    return found
 
 
 @pytest.mark.parametrize("partition", PARTITIONS)

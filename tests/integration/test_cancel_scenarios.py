@@ -276,3 +276,26 @@ def test_access_denied_stalls(
     assert "not authorized" in condition(obj, "Stalled")["message"]  # type: ignore[index]
     assert proxy.calls(CANCEL) == 1
     assert FAKE_SECRET_ACCESS_KEY not in operator.log()
+
+
+def test_happy_path_costs_one_call_and_two_kubernetes_writes(
+    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    arn = moto.create_execution()
+    operator = start_operator()
+    create(kube, namespace, arn)
+    wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
+    stays(lambda: proxy.calls(CANCEL) == 1, 1.0)  # and let any trailing write land
+    requests = list(kube.handler)
+    assert requests, "the emulator recorded no requests"
+    writes = [
+        (r.method.value.upper(), r.url.path)
+        for r in requests
+        if r.method.value.upper() in {"POST", "PUT", "PATCH", "DELETE"}
+    ]
+    on_object = [w for w in writes if f"/datasyncexecutions/{NAME}" in w[1]]
+    events = [w for w in writes if w[1].endswith("/events")]
+    assert len(on_object) == 2, writes  # kopf's last-handled annotation + one status patch
+    assert len(events) == 1, writes  # CancelAccepted
+    assert proxy.total_calls() == 1

@@ -173,12 +173,12 @@ def test_metrics_follow_a_scripted_run(
     assert before.get('datasync_operator_reconciles_total{outcome="cancelled"}', 0) == 0
     create(kube, namespace, arn)
     wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
-    after = wait_for(
-        lambda: (m := scrape(url)).get(
-            'datasync_operator_resources{condition="Cancelled",status="True"}'
-        ) == 1 and m,
-        10,
-    )
+    def cancelled_counted() -> dict[str, float] | None:
+        samples = scrape(url)
+        cancelled = 'datasync_operator_resources{condition="Cancelled",status="True"}'
+        return samples if samples.get(cancelled) == 1 else None
+
+    after = wait_for(cancelled_counted, 10)
     assert after['datasync_operator_reconciles_total{outcome="retrying"}'] == 3
     assert after['datasync_operator_reconciles_total{outcome="cancelled"}'] == 1
     calls = 'datasync_operator_aws_calls_total{error_code="%s",operation="CancelTaskExecution"}'

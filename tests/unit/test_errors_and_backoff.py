@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import botocore.exceptions
 import pytest
@@ -47,13 +48,11 @@ def test_transient_kinds() -> None:
 
 
 def client_error(code: str, status: int, message: str = "m") -> botocore.exceptions.ClientError:
-    return botocore.exceptions.ClientError(
-        {
-            "Error": {"Code": code, "Message": message},
-            "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "rid-9"},
-        },
-        "CancelTaskExecution",
-    )
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": "rid-9"},
+    }
+    return botocore.exceptions.ClientError(response, "CancelTaskExecution")
 
 
 def test_client_error_mapping_keeps_code_status_message_and_request_id() -> None:
