@@ -158,6 +158,34 @@ def test_argocd_cm_embeds_the_same_script() -> None:
     assert data[CM_KEY] == HEALTH_LUA.read_text()
 
 
+def test_argocd_example_installs_this_chart_with_valid_values() -> None:
+    import jsonschema
+
+    docs = list(yaml.safe_load_all((REPO_ROOT / "examples" / "argocd-application.yaml").read_text()))
+    apps = {doc["metadata"]["name"]: doc for doc in docs}
+    assert all(doc["apiVersion"] == "argoproj.io/v1alpha1" and doc["kind"] == "Application" for doc in docs)
+    source = apps["datasync-operator"]["spec"]["source"]
+    assert (REPO_ROOT / source["path"] / "Chart.yaml").is_file()
+    schema = json.loads((REPO_ROOT / source["path"] / "values.schema.json").read_text())
+    jsonschema.validate(source["helm"]["valuesObject"], schema)
+    # The argocd-cm key names this CRD's group and kind.
+    crd = yaml.safe_load(CRD.read_text())
+    assert (
+        f"resource.customizations.health.{crd['spec']['group']}_{crd['spec']['names']['kind']}"
+    ) == CM_KEY
+
+
+def test_flux_example_waits_on_kstatus_without_custom_expressions() -> None:
+    docs = list(yaml.safe_load_all((REPO_ROOT / "examples" / "flux-kustomization.yaml").read_text()))
+    kinds = {doc["kind"]: doc for doc in docs}
+    kustomization = kinds["Kustomization"]
+    assert kustomization["apiVersion"] == "kustomize.toolkit.fluxcd.io/v1"
+    assert kustomization["spec"]["wait"] is True
+    assert "healthCheckExprs" not in kustomization["spec"]
+    source = kustomization["spec"]["sourceRef"]
+    assert (source["kind"], source["name"]) == ("GitRepository", kinds["GitRepository"]["metadata"]["name"])
+
+
 # --- Flux: kstatus ---------------------------------------------------------------------------
 
 
