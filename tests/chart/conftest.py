@@ -17,12 +17,6 @@ from tests.support.helm import Helm, HelmUnavailableError, find_helm
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: takes more than a few seconds (builds a wheel, creates a virtualenv)"
-    )
-
-
 def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 

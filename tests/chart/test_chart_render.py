@@ -99,7 +99,8 @@ def deployment(docs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
 def container(docs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     containers = deployment(docs)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
-    return containers[0]
+    only: Mapping[str, Any] = containers[0]
+    return only
 
 
 def env_of(docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

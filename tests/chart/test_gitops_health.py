@@ -37,7 +37,8 @@ def fixture_names() -> list[str]:
 
 
 def load_fixture(name: str) -> dict[str, Any]:
-    return yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load((FIXTURES / f"{name}.yaml").read_text())
+    return loaded
 
 
 # --- Argo CD: the Lua script in Argo CD's sandbox --------------------------------------------

@@ -369,11 +369,12 @@ def peering_state(operator: OperatorProcess) -> str:
     return "active" if resumed > paused else "paused"
 
 
-def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    """The condition of that type; an empty mapping when there is none."""
     for found in (obj.get("status") or {}).get("conditions") or []:
         if found.get("type") == type_:
-            return found
-    return None
+            return dict(found)
+    return {}
 
 
 @pytest.mark.timeout(240)
@@ -429,7 +430,7 @@ def test_two_peered_replicas_cancel_an_execution_with_only_the_chart_rbac(
                 def cancelled() -> Mapping[str, Any] | None:
                     obj = get_json(cluster, "datasyncexecution", name, "-n", TEAM_NS)
                     ready = condition(obj, "Ready")
-                    return obj if ready and ready["status"] == "True" else None
+                    return obj if ready.get("status") == "True" else None
 
                 obj = wait_for(cancelled, timeout=60, message=lambda: f"{name} not cancelled:\n{logs()}")
                 assert condition(obj, "Cancelled")["status"] == "True"
