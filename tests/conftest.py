@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -31,3 +32,26 @@ def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
     yield _proxy
     _proxy.release(deliver=False)
     _proxy.clear_faults()
+
+
+# --- in CI, a skipped test is a failure ------------------------------------------------------
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
+) -> None:
+    skipped = terminalreporter.stats.get("skipped", [])
+    if _in_ci() and skipped:
+        terminalreporter.write_line(
+            f"CI=true: {len(skipped)} test(s) skipped; every tier must run in CI", red=True
+        )
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if _in_ci() and skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
