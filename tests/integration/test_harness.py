@@ -432,3 +432,17 @@ def test_faulted_answers_look_like_aws_json_errors(proxy: FaultProxy) -> None:
     proxy.reset_counts()
     assert proxy.calls(CANCEL) == 0
     assert proxy.pending_faults(CANCEL) == 0
+
+
+def test_given_answers_reach_botocore_as_sent(moto: MotoServer, proxy: FaultProxy) -> None:
+    arn = moto.create_execution()
+    client = proxy.client(config=NO_RETRIES)
+    proxy.answer(DESCRIBE, {"Status": "HIBERNATING", "TaskExecutionArn": arn})
+    described = client.describe_task_execution(TaskExecutionArn=arn)
+    assert described["Status"] == "HIBERNATING"  # an unknown enum value passes through
+    assert described["ResponseMetadata"]["HTTPStatusCode"] == 200
+    proxy.answer(CANCEL, b"\xff\xfe not UTF-8")
+    with pytest.raises(UnicodeDecodeError):  # botocore cannot parse it: not a botocore error
+        client.cancel_task_execution(TaskExecutionArn=arn)
+    assert proxy.calls(DESCRIBE) == 1 and proxy.calls(CANCEL) == 1
+    assert moto.describe_status(arn) == "INITIALIZING"  # neither reached moto

@@ -250,3 +250,23 @@ def test_assume_role_denied_stalls_access_denied(
     obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "AccessDenied", process=operator)
     assert "sts:AssumeRole" in condition(obj, "Stalled")["message"]  # type: ignore[index]
     assert proxy.calls(CANCEL) == 0
+
+
+def test_rate_limit_is_shared_by_all_resources(
+    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    count, rate, burst = 40, 10.0, 3
+    arns = [moto.create_execution() for _ in range(count)]
+    operator = start_operator("--aws-rate-limit", str(rate), "--aws-rate-burst", str(burst))
+    for index, arn in enumerate(arns):
+        kube.create(f"transfer-{index}", {"executionArn": arn, "desiredState": "Running"},
+                    namespace=namespace)
+    wait_for(lambda: proxy.calls(DESCRIBE) >= count, 60, message=lambda: operator.log()[-2000:])
+    times = sorted(r.at for r in proxy.requests(DESCRIBE))
+    # The limiter grants at most burst + rate * t calls in any t seconds; arrivals at the proxy
+    # add a little thread-scheduling jitter on top, hence the slack of two calls.
+    busiest = max(sum(1 for t in times if start <= t < start + 2.0) for start in times)
+    assert busiest <= burst + 2 * rate + 2, busiest
+    # and the limiter really was the bottleneck: 40 calls at 10/s take about 3.7 s
+    assert times[-1] - times[0] >= (count - burst) / rate * 0.9, times[-1] - times[0]

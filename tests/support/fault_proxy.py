@@ -18,7 +18,8 @@ Faults are queued per operation and consumed in order, one per request: after
 fourth reaches moto. ``times=None`` keeps a fault until ``clear_faults()``. Counting includes
 faulted requests (it counts what reached the proxy). Faulted answers look like AWS JSON 1.1
 errors: ``Content-Type: application/x-amz-json-1.1``, an ``x-amzn-RequestId`` header and a
-body ``{"__type": "<code>", "message": "<message>"}``.
+body ``{"__type": "<code>", "message": "<message>"}``. ``answer()`` sends a body of the test's
+choosing instead (any status, 200 by default), e.g. a success that moto would never give.
 
 What botocore 1.44 makes of each fault (asserted in ``tests/integration/test_harness.py``):
 
@@ -42,6 +43,10 @@ What botocore 1.44 makes of each fault (asserted in ``tests/integration/test_har
 - ``forward_then_hang()``: the request takes effect in moto; the client sees nothing until
   ``release()`` (then the real answer) or ``release(deliver=False)``/``stop()`` (then a
   ``ConnectionClosedError``), or its own ``ReadTimeoutError``.
+- ``answer(op, {"Status": "HIBERNATING", ...})``: a 200 that botocore parses like any answer
+  (unknown enum values pass through). ``answer(op, b"\\xff...")``: a 200 whose body is not
+  UTF-8, which botocore's JSON parser cannot decode: ``UnicodeDecodeError`` (not a botocore
+  exception at all).
 
 botocore's default ``standard`` retry mode (3 attempts in total) retries all of these itself:
 HTTP 500/502/503/504, the throttling codes, and ``HTTPClientError``/``ConnectionError``; every
@@ -61,6 +66,7 @@ import re
 import socket
 import struct
 import threading
+import time
 import urllib.parse
 import uuid
 from collections.abc import Mapping
@@ -96,7 +102,7 @@ HOP_BY_HOP = frozenset(
 class FaultKind(enum.Enum):
     """What the proxy does to one request instead of simply forwarding it."""
 
-    ERROR = "error"  # answer an AWS JSON error, never forward
+    ERROR = "error"  # answer an AWS JSON error (or a given body), never forward
     RESET = "reset"  # read the request, then drop the connection (TCP RST), never forward
     DELAY = "delay"  # wait, then forward normally
     FORWARD_THEN_HANG = "forward-then-hang"  # forward, hold the answer until released
@@ -116,6 +122,8 @@ class Fault:
     seconds: float = 0.0
     #: Answer in the XML of query-protocol services (STS) instead of AWS JSON.
     xml: bool = False
+    #: Answer exactly these bytes (with ``status``, as AWS JSON) instead of an error body.
+    body: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +135,8 @@ class ProxiedRequest:
     fault: FaultKind | None
     #: The access key id the request was signed with (from its SigV4 Authorization header).
     access_key_id: str | None = None
+    #: When it arrived (``time.monotonic()``).
+    at: float = 0.0
 
 
 @dataclass(eq=False)
@@ -259,17 +269,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             conn.close()
 
     def _send_error(self, fault: Fault) -> None:
-        if fault.xml:  # query-protocol services (STS) answer errors in XML
+        if fault.body is not None:  # answer(): the test's own body, as AWS JSON
+            data, content_type = fault.body, AMZ_JSON
+        elif fault.xml:  # query-protocol services (STS) answer errors in XML
             payload = (
                 "<ErrorResponse><Error><Type>Sender</Type>"
                 f"<Code>{fault.code}</Code><Message>{fault.message}</Message>"
                 f"</Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>"
             )
-            content_type = "text/xml"
+            data, content_type = payload.encode(), "text/xml"
         else:
             payload = json.dumps({"__type": fault.code, "message": fault.message, **fault.extra})
-            content_type = AMZ_JSON
-        data = payload.encode()
+            data, content_type = payload.encode(), AMZ_JSON
         self.send_response(fault.status)
         self.send_header("Content-Type", content_type)
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
@@ -425,6 +436,23 @@ class FaultProxy:
             ),
         )
 
+    def answer(
+        self,
+        operation: str,
+        body: Mapping[str, Any] | bytes,
+        times: int | None = 1,
+        status: int = 200,
+    ) -> None:
+        """Answer the next ``times`` requests with ``body`` (a JSON object, or raw bytes).
+
+        Never forwarded: moto does not see these requests. A JSON object is sent as AWS JSON
+        1.1 exactly as given (no ``__type``); bytes are sent as they are.
+        """
+        raw = body if isinstance(body, bytes) else json.dumps(dict(body)).encode()
+        self.add_fault(
+            operation, Fault(FaultKind.ERROR, remaining=times, status=status, body=raw)
+        )
+
     def throttle(
         self,
         operation: str,
@@ -503,7 +531,11 @@ class FaultProxy:
             mapping = parsed if isinstance(parsed, dict) else {}
             self._requests.append(
                 ProxiedRequest(
-                    operation, mapping, None if fault is None else fault.kind, access_key_id
+                    operation,
+                    mapping,
+                    None if fault is None else fault.kind,
+                    access_key_id,
+                    time.monotonic(),
                 )
             )
             return fault
