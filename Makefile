@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export DATASYNC_OPERATOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datasync-operator
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit integration e2e chart test demo tools controlplane helm chart-crd clean
+.PHONY: help venv lint unit integration e2e chart test demo bench tools controlplane helm chart-crd clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 lint: venv ## ruff and mypy
-	$(BIN)/ruff check operator tests tools
+	$(BIN)/ruff check operator tests tools benchmarks
 	$(BIN)/mypy
 
 controlplane: ## build (or reuse) etcd, kube-apiserver and kubectl from Go modules
@@ -49,6 +49,10 @@ test: venv lint tools ## install everything and run every tier
 
 demo: venv controlplane ## one-command local demo on a real control plane
 	$(BIN)/python tools/demo.py
+
+bench: venv controlplane ## benchmarks: the decision core, and the operator on a real API server
+	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_operator.py 200
 
 chart-crd: ## copy the canonical CRD into the chart
 	cp crds/datasyncexecution.yaml charts/datasync-operator/crds/datasyncexecution.yaml

@@ -63,6 +63,12 @@ class OperatorProcess:
         return self
 
     @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("the operator has not been started")
+        return self._process.pid
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
