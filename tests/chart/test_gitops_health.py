@@ -7,6 +7,12 @@ sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute for a custom resource, which Fl
 Kustomization ``wait``/``healthChecks`` apply. Both are run over the status fixtures in
 fixtures/status/ and must agree with fixtures/status/expected.yaml.
 
+The fixtures are recorded from real runs by fixtures/record.py: the operator process against
+kube-apiserver and moto's DataSync server behind the fault proxy, one scenario per fixture
+(``invalid-spec`` against kmock's emulator, because the API server refuses its spec); each is the
+object as the server returned it, metadata trimmed. Re-record them with
+``.venv/bin/python tests/chart/fixtures/record.py`` (a few minutes), never edit them by hand.
+
 Run this file as a script to rewrite gitops/argocd/argocd-cm.yaml from health.lua.
 """
 
@@ -102,6 +108,22 @@ def argocd_cm_text() -> str:
         f"  {CM_KEY}: |\n"
         f"{body}"
     )
+
+
+RECORDED_HEADER = "# Recorded by tests/chart/fixtures/record.py from a real run"
+TRIMMED_METADATA = {"name", "namespace", "generation", "creationTimestamp"}
+
+
+@pytest.mark.parametrize("name", fixture_names())
+def test_fixture_was_recorded_not_written(name: str) -> None:
+    text = (FIXTURES / f"{name}.yaml").read_text()
+    assert text.startswith(RECORDED_HEADER), f"{name}.yaml was not recorded by record.py"
+    obj = load_fixture(name)
+    assert list(obj) == ["apiVersion", "kind", "metadata", "spec", "status"][: len(obj)]
+    metadata = set(obj["metadata"])
+    if "deletionTimestamp" in metadata:
+        metadata -= {"deletionTimestamp", "finalizers"}
+    assert metadata == TRIMMED_METADATA, sorted(metadata)
 
 
 def test_every_fixture_has_an_expectation() -> None:
