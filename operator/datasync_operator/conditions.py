@@ -39,8 +39,6 @@ class Reason(enum.StrEnum):
     ALREADY_CANCELLED = "AlreadyCancelled"
     #: The execution finished (SUCCESS, or ERROR for another cause) before it could be cancelled.
     ALREADY_FINISHED = "AlreadyFinished"
-    #: A cancel is wanted and about to be requested (first sight, nothing asked yet).
-    CANCEL_PENDING = "CancelPending"
     #: DataSync answered HTTP 5xx / InternalException; retrying with backoff.
     RETRYING_SERVER_ERROR = "RetryingServerError"
     #: DataSync throttled the request; retrying with backoff.
