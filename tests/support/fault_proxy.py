@@ -71,12 +71,12 @@ import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Self
 
 from botocore.config import Config
 
 from tests.support.moto_server import datasync_client
+from tests.support.service import Service
 
 __all__ = ["Fault", "FaultKind", "FaultProxy", "ProxiedRequest"]
 
@@ -297,7 +297,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.aborted.add(self.connection)
 
 
-class FaultProxy:
+class FaultProxy(Service):
     """A counting, fault-injecting reverse proxy to ``upstream_url`` (moto's server).
 
     Use it as a context manager or call ``start()``/``stop()``. ``url`` is what boto3 (or the
@@ -365,16 +365,6 @@ class FaultProxy:
             self._thread.join(timeout=5)
             self._thread = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def client(self, region: str = "us-east-1", config: Config | None = None) -> Any:
         """A boto3 DataSync client whose ``endpoint_url`` is this proxy."""

@@ -103,7 +103,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import aiohttp.test_utils
@@ -111,6 +110,8 @@ import aiohttp.web
 import jsonpatch
 import jsonpointer
 import kmock
+
+from tests.support.service import Service
 
 __all__ = [
     "DATASYNC_EXECUTIONS",
@@ -490,7 +491,7 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         )
 
 
-class KubeEmulator:
+class KubeEmulator(Service):
     """``RealisticEmulator`` served on ``http://127.0.0.1:<free port>`` from its own thread.
 
     ``resources`` are registered besides kmock's bundled built-ins (default: the operator's
@@ -577,16 +578,6 @@ class KubeEmulator:
             shutil.rmtree(self._directory, ignore_errors=True)
             self._directory = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _startup_failure(self) -> BaseException | None:
         return self._failure

@@ -44,12 +44,12 @@ import tempfile
 import urllib.error
 import urllib.request
 import uuid
-from types import TracebackType
 from typing import IO, Any, Self
 
 import boto3
 from botocore.config import Config
 
+from tests.support.service import Service
 from tests.support.waiting import wait_for
 
 __all__ = [
@@ -108,7 +108,7 @@ def datasync_client(
     return session.client("datasync", endpoint_url=endpoint_url, config=config)
 
 
-class MotoServer:
+class MotoServer(Service):
     """A ``moto.server`` subprocess on a free loopback port; use it as a context manager.
 
     ``start()`` waits until the server answers HTTP (at most ``startup_timeout`` seconds) and
@@ -203,16 +203,6 @@ class MotoServer:
             self._log = None
         self._clients.clear()
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget every location, task and execution in every region (``/moto-api/reset``)."""

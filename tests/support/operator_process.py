@@ -14,8 +14,9 @@ import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
+
+from tests.support.service import Service
 
 #: Fake credentials, recognisable so tests can assert they never reach the logs.
 FAKE_ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -37,7 +38,7 @@ def aws_env(endpoint: str) -> dict[str, str]:
     }
 
 
-class OperatorProcess:
+class OperatorProcess(Service):
     """One ``datasync-operator run`` process; start it, read its log, stop or kill it."""
 
     def __init__(
@@ -99,13 +100,3 @@ class OperatorProcess:
                 process.wait(10)
         return process.returncode
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
