@@ -270,9 +270,9 @@ def conclude(
     """The new status, events and next step after ``outcome``."""
     status = resource.status
     previous_conditions = resource.conditions
-    new: dict[str, Any] = {"observedGeneration": resource.generation}
-    if resource.generation is None:
-        new.pop("observedGeneration")
+    new: dict[str, Any] = (
+        {} if resource.generation is None else {"observedGeneration": resource.generation}
+    )
 
     if isinstance(outcome, NoCall):
         new["conditions"] = cond.restamp(previous_conditions, generation=resource.generation)
