@@ -216,15 +216,22 @@ class DataSyncGateway:
         return describe_answer(answer)
 
     async def _call(self, target: Target, operation: str, call: Callable[[], T]) -> T:
-        waited = await self._limiter.acquire(target.arn.region)
-        self._metrics.rate_limited.labels(target.arn.region).observe(waited)
+        region = target.arn.region
+        started = 0.0
+
+        def in_worker() -> T:
+            nonlocal started
+            waited = self._limiter.wait_turn(region)  # spaced at the wire, not on the loop
+            self._metrics.rate_limited.labels(region).observe(waited)
+            started = time.perf_counter()
+            return call()
+
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
         try:
-            result = await loop.run_in_executor(self._executor, call)
+            result = await loop.run_in_executor(self._executor, in_worker)
         except Exception as exc:
             error = to_aws_error(exc)
-            self._record(operation, error.code, started)
+            self._record(operation, error.code, started or time.perf_counter())
             raise error from None
         self._record(operation, None, started)
         return result

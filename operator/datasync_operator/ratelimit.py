@@ -1,12 +1,15 @@
 """A token bucket that spaces out DataSync calls: one bucket per region, shared by all resources.
 
 :class:`TokenBucket` is pure arithmetic over a clock value the caller passes in, so it is unit
-tested without time passing; :class:`RegionalRateLimiter` is the small asyncio shell around it.
+tested without time passing; :class:`RegionalRateLimiter` is the small thread-safe shell around
+it that the AWS adapter's worker threads wait on.
 """
 
 from __future__ import annotations
 
-import asyncio
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -41,20 +44,34 @@ class TokenBucket:
 
 
 class RegionalRateLimiter:
-    """One :class:`TokenBucket` per region; ``await limiter.acquire(region)`` before each call."""
+    """One :class:`TokenBucket` per region, shared by every thread that calls DataSync.
 
-    def __init__(self, rate: float, burst: float) -> None:
+    :meth:`wait_turn` runs in the worker thread right before its request goes out, so the
+    spacing holds at the wire: a queue of calls waiting for a free worker cannot turn into a
+    burst when workers free up. It never runs on the event loop.
+    """
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         TokenBucket(rate, burst)  # validate early, with the same messages
         self.rate = rate
         self.burst = burst
+        self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
 
-    async def acquire(self, region: str) -> float:
-        """Wait for this region's next slot; return how long it waited."""
-        bucket = self._buckets.get(region)
-        if bucket is None:
-            bucket = self._buckets[region] = TokenBucket(self.rate, self.burst)
-        wait = bucket.reserve(asyncio.get_running_loop().time())
+    def reserve(self, region: str) -> float:
+        """Take this region's next slot; return the seconds to wait before using it."""
+        with self._lock:
+            bucket = self._buckets.get(region)
+            if bucket is None:
+                bucket = self._buckets[region] = TokenBucket(self.rate, self.burst)
+            return bucket.reserve(self._clock())
+
+    def wait_turn(self, region: str) -> float:
+        """Block the calling (worker) thread until its slot; return how long it waited."""
+        wait = self.reserve(region)
         if wait > 0:
-            await asyncio.sleep(wait)
+            time.sleep(wait)
         return wait

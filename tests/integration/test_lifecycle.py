@@ -264,9 +264,10 @@ def test_rate_limit_is_shared_by_all_resources(
                     namespace=namespace)
     wait_for(lambda: proxy.calls(DESCRIBE) >= count, 60, message=lambda: operator.log()[-2000:])
     times = sorted(r.at for r in proxy.requests(DESCRIBE))
-    # The limiter grants at most burst + rate * t calls in any t seconds; arrivals at the proxy
-    # add a little thread-scheduling jitter on top, hence the slack of two calls.
+    # The limiter grants at most burst + rate * t calls in any t seconds. Arrival times at the
+    # proxy carry thread-scheduling jitter on a loaded machine: allow one more second of calls.
+    # (Without the limiter all 40 arrive within a fraction of a second.)
     busiest = max(sum(1 for t in times if start <= t < start + 2.0) for start in times)
-    assert busiest <= burst + 2 * rate + 2, busiest
+    assert busiest <= burst + 3 * rate, busiest
     # and the limiter really was the bottleneck: 40 calls at 10/s take about 3.7 s
     assert times[-1] - times[0] >= (count - burst) / rate * 0.9, times[-1] - times[0]
