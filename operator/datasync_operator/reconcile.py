@@ -237,6 +237,8 @@ def plan_refresh(resource: Resource) -> Plan:
     valid = validate(resource)
     if valid.invalid_spec is not None or resource.execution_finished:
         return valid
+    if not resource.conditions:
+        return valid  # the first look is the reconcile handler's, never a race with it
     if cond.is_true(resource.conditions, ConditionType.RECONCILING) or _stalled_reason(resource):
         return valid
     if resource.desired_state == CANCELLED and not resource.cancelled:

@@ -75,9 +75,18 @@ def test_describe_answer_tolerates_missing_and_odd_fields() -> None:
 
 
 def test_refresh_plans_until_finished() -> None:
-    assert plan_refresh(resource(status={"executionStatus": "TRANSFERRING"})).action is Action.DESCRIBE
+    observed = decide(resource(), Described(Description("TRANSFERRING"))).status
+    assert plan_refresh(resource(status=observed)).action is Action.DESCRIBE
     for final in ("SUCCESS", "ERROR"):
-        assert plan_refresh(resource(status={"executionStatus": final})).action is Action.NOTHING
+        done = decide(resource(), Described(Description(final))).status
+        assert plan_refresh(resource(status=done)).action is Action.NOTHING
+
+
+def test_refresh_leaves_the_first_look_to_the_reconcile_handler() -> None:
+    assert plan_refresh(resource()).action is Action.NOTHING
+    assert plan_refresh(resource(status={"executionStatus": "TRANSFERRING"})).action is (
+        Action.NOTHING
+    )
 
 
 def test_refresh_leaves_retrying_stalled_and_pending_cancels_alone() -> None:
