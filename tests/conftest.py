@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support.ci import in_ci
 from tests.support.fault_proxy import FaultProxy
 from tests.support.moto_server import MotoServer
 
@@ -36,15 +36,12 @@ def proxy(_proxy: FaultProxy) -> Iterator[FaultProxy]:
 
 # --- in CI, a skipped test is a failure ------------------------------------------------------
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
 
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config
 ) -> None:
     skipped = terminalreporter.stats.get("skipped", [])
-    if _in_ci() and skipped:
+    if in_ci() and skipped:
         terminalreporter.write_line(
             f"CI=true: {len(skipped)} test(s) skipped; every tier must run in CI", red=True
         )
@@ -53,5 +50,5 @@ def pytest_terminal_summary(
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter is not None else []
-    if _in_ci() and skipped and exitstatus == 0:
+    if in_ci() and skipped and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -7,18 +7,15 @@ nor pip exists to fetch it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from tests.support.ci import in_ci
 from tests.support.helm import Helm, HelmUnavailableError, find_helm
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +23,7 @@ def helm_bin_dir() -> Path:
     try:
         return find_helm()
     except HelmUnavailableError as exc:
-        if _in_ci():
+        if in_ci():
             pytest.fail(f"cannot fetch helm: {exc}", pytrace=False)
         pytest.skip(f"no helm: {exc}")
 

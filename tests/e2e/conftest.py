@@ -13,13 +13,13 @@ Set ``DATASYNC_E2E_KEEP_WORKDIR=1`` to keep certificates, kubeconfigs and logs a
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.ci import in_ci
 from tests.support.controlplane import (
     REPO_ROOT,
     BinariesUnavailableError,
@@ -35,9 +35,6 @@ CONTROL_PLANE_FIXTURES = frozenset({"control_plane", "bare_control_plane"})
 
 _binaries_key = pytest.StashKey[Path | ControlPlaneError]()
 
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -75,7 +72,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _unavailable(exc: ControlPlaneError) -> None:
     """Fail (always in CI) or skip (only when Go is missing) for a control plane we lack."""
-    if isinstance(exc, BinariesUnavailableError) and not _in_ci():
+    if isinstance(exc, BinariesUnavailableError) and not in_ci():
         pytest.skip(f"no real control plane: {exc}")
     pytest.fail(f"cannot build or start the e2e control plane:\n{exc}", pytrace=False)
 

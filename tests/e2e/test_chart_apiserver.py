@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.ci import in_ci
 from tests.support.controlplane import ControlPlane
 from tests.support.fault_proxy import FaultProxy
 from tests.support.helm import CHART_DIR, Helm, HelmUnavailableError, find_helm, of_kind, one
@@ -64,7 +64,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     try:
         folder = find_helm()
     except HelmUnavailableError as exc:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+        if in_ci():
             pytest.fail(f"cannot fetch helm: {exc}", pytrace=False)
         pytest.skip(f"no helm: {exc}")
     return Helm(folder, home=tmp_path_factory.mktemp("helm-home"))
