@@ -20,6 +20,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "operator")]
 
 from tests.support.controlplane import ControlPlane, find_binaries  # noqa: E402
 from tests.support.moto_server import MotoServer, free_port  # noqa: E402
+from tests.support.objects import condition  # noqa: E402
 from tests.support.operator_process import OperatorProcess, aws_env  # noqa: E402
 from tests.support.waiting import wait_for  # noqa: E402
 
@@ -34,17 +35,14 @@ def say(text: str) -> None:
 def show(plane: ControlPlane) -> None:
     print(plane.kubectl("get", "dse", "-n", NAMESPACE).stdout, end="")
     obj = json.loads(plane.kubectl("get", "dse", NAME, "-n", NAMESPACE, "-o", "json").stdout)
-    for condition in obj.get("status", {}).get("conditions", []):
-        print(f"  {condition['type']:<12} {condition['status']:<6} {condition['reason']:<18} "
-              f"{condition['message']}")
+    for found in obj.get("status", {}).get("conditions", []):
+        print(f"  {found['type']:<12} {found['status']:<6} {found['reason']:<18} "
+              f"{found['message']}")
 
 
 def ready_reason(plane: ControlPlane, reason: str) -> bool:
     obj = json.loads(plane.kubectl("get", "dse", NAME, "-n", NAMESPACE, "-o", "json").stdout)
-    return any(
-        c["type"] == "Ready" and c["reason"] == reason
-        for c in obj.get("status", {}).get("conditions", [])
-    )
+    return condition(obj, "Ready").get("reason") == reason
 
 
 def execution_status(plane: ControlPlane) -> str | None:

@@ -27,6 +27,7 @@ from tests.support.controlplane import ControlPlane
 from tests.support.fault_proxy import FaultProxy
 from tests.support.helm import CHART_DIR, Helm, HelmUnavailableError, find_helm, of_kind, one
 from tests.support.moto_server import MotoServer
+from tests.support.objects import condition
 from tests.support.operator_process import OperatorProcess, aws_env
 from tests.support.waiting import wait_for
 
@@ -367,14 +368,6 @@ def peering_state(operator: OperatorProcess) -> str:
     resumed = log.rfind("Resuming operations after the pause")
     paused = log.rfind("Pausing operations in favour of")
     return "active" if resumed > paused else "paused"
-
-
-def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
-    """The condition of that type; an empty mapping when there is none."""
-    for found in (obj.get("status") or {}).get("conditions") or []:
-        if found.get("type") == type_:
-            return dict(found)
-    return {}
 
 
 @pytest.mark.timeout(240)

@@ -13,6 +13,7 @@ import pytest
 from tests.support.controlplane import ControlPlane
 from tests.support.fault_proxy import FaultProxy
 from tests.support.moto_server import MotoServer, free_port
+from tests.support.objects import condition_summary
 from tests.support.operator_process import FAST_RETRIES, OperatorProcess, aws_env
 from tests.support.waiting import wait_for
 
@@ -62,16 +63,12 @@ def get(plane: ControlPlane, ns: str, name: str = NAME) -> dict[str, Any]:
     return found
 
 
-def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in obj.get("status", {}).get("conditions", [])}
-
-
 def wait_reason(plane: ControlPlane, ns: str, type_: str, status: str, reason: str,
                 process: OperatorProcess, timeout: float = 60) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
         assert process.running, process.log()
         obj = get(plane, ns)
-        return obj if conditions(obj).get(type_) == (status, reason) else None
+        return obj if condition_summary(obj).get(type_) == (status, reason) else None
 
     return wait_for(check, timeout, message=lambda: f"{get(plane, ns).get('status')}\n{process.log()[-3000:]}")
 
@@ -89,13 +86,13 @@ def test_running_then_cancelled(
     process = operator()
     apply(control_plane, ns, {"executionArn": arn, "desiredState": "Running"})
     obj = wait_reason(control_plane, ns, "Ready", "True", "ExecutionActive", process)
-    assert conditions(obj)["Cancelled"] == ("False", "NotRequested")
+    assert condition_summary(obj)["Cancelled"] == ("False", "NotRequested")
     assert obj["status"]["observedGeneration"] == 1
     assert proxy.calls(CANCEL) == 0
 
     apply(control_plane, ns, {"executionArn": arn, "desiredState": "Cancelled"})
     obj = wait_reason(control_plane, ns, "Cancelled", "True", "CancelAccepted", process)
-    assert conditions(obj) == {
+    assert condition_summary(obj) == {
         "Ready": ("True", "CancelAccepted"), "Cancelled": ("True", "CancelAccepted"),
         "Reconciling": ("False", "Idle"), "Stalled": ("False", "Idle"),
     }
@@ -128,7 +125,7 @@ def test_server_errors_are_retried_visibly_then_succeed(
         "code": "InternalException", "httpStatus": 500, "message": "boom",
         "requestId": obj["status"]["retry"]["lastError"]["requestId"],
     }
-    assert conditions(obj)["Reconciling"] == ("True", "RetryingServerError")
+    assert condition_summary(obj)["Reconciling"] == ("True", "RetryingServerError")
     proxy.clear_faults(CANCEL)
     obj = wait_reason(control_plane, ns, "Cancelled", "True", "CancelAccepted", process)
     assert "retry" not in obj["status"]
@@ -144,7 +141,7 @@ def test_invalid_request_stalls(
     process = operator()
     apply(control_plane, ns, {"executionArn": unknown, "desiredState": "Cancelled"})
     obj = wait_reason(control_plane, ns, "Stalled", "True", "InvalidRequest", process)
-    assert conditions(obj)["Ready"] == ("False", "InvalidRequest")
+    assert condition_summary(obj)["Ready"] == ("False", "InvalidRequest")
     assert proxy.calls(CANCEL) == 1
     assert "InvalidRequest" in [e["reason"] for e in events(control_plane, ns)]
 

@@ -13,6 +13,7 @@ import pytest
 from tests.support.fault_proxy import FaultProxy
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.moto_server import free_port
+from tests.support.objects import condition
 from tests.support.operator_process import FAST_RETRIES, OperatorProcess, aws_env
 from tests.support.waiting import wait_for
 
@@ -57,13 +58,6 @@ def start_operator(
     yield start
     for process in started:
         process.stop()
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
-    for found in (obj.get("status") or {}).get("conditions") or []:
-        if found.get("type") == type_:
-            return dict(found)
-    return None
 
 
 def wait_condition(

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import OperatorFactory, condition, wait_condition
+from tests.integration.conftest import OperatorFactory, wait_condition
 from tests.support.fault_proxy import FaultProxy
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.moto_server import MotoServer
+from tests.support.objects import condition, condition_summary
 from tests.support.operator_process import FAKE_SECRET_ACCESS_KEY
 from tests.support.waiting import wait_for
 
@@ -26,13 +27,8 @@ def create(kube: KubeEmulator, namespace: str, arn: str, desired: str = "Cancell
     kube.create(NAME, {"executionArn": arn, "desiredState": desired}, namespace=namespace)
 
 
-def summary(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return {c["type"]: (c["status"], c["reason"]) for c in conditions}
-
-
 def assert_cancelled(obj: dict[str, Any], reason: str) -> None:
-    assert summary(obj) == {
+    assert condition_summary(obj) == {
         "Ready": ("True", reason),
         "Cancelled": ("True", reason),
         "Reconciling": ("False", "Idle"),
@@ -81,7 +77,7 @@ def test_three_server_errors_then_success_four_calls(
     obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
     assert_cancelled(obj, "CancelAccepted")
     assert proxy.calls(CANCEL) == 4
-    assert condition(obj, "Cancelled")["message"].endswith("on attempt 4")  # type: ignore[index]
+    assert condition(obj, "Cancelled")["message"].endswith("on attempt 4")
     retries = kube.events(namespace=namespace, involved_name=NAME, reason="RetryingServerError")
     assert sorted(int(e["message"].split("retry ")[1].split()[0]) for e in retries) == [1, 2, 3]
     assert all("InternalException (HTTP 500)" in e["message"] for e in retries)
@@ -107,8 +103,8 @@ def test_retry_is_visible_in_status_while_it_lasts(
     assert retry["lastError"]["message"] == "try later"
     assert retry["lastError"]["requestId"]
     assert retry["nextAttemptTime"].endswith("Z")
-    assert summary(obj)["Reconciling"] == ("True", "RetryingServerError")
-    assert summary(obj)["Ready"] == ("False", "RetryingServerError")
+    assert condition_summary(obj)["Reconciling"] == ("True", "RetryingServerError")
+    assert condition_summary(obj)["Ready"] == ("False", "RetryingServerError")
     proxy.clear_faults(CANCEL)
     obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
     assert_cancelled(obj, "CancelAccepted")
@@ -153,7 +149,7 @@ def test_read_timeout_is_retried(
     obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
     # The delayed first call took effect in moto after the operator gave up on it, so the retry
     # finds the execution already cancelled: a truthful Cancelled=True with no second cancel.
-    assert summary(obj)["Cancelled"][0] == "True"
+    assert condition_summary(obj)["Cancelled"][0] == "True"
     assert proxy.calls(CANCEL) == 2
     assert kube.events(namespace=namespace, involved_name=NAME, reason="RetryingNetworkError")
 
@@ -167,9 +163,9 @@ def test_unknown_execution_one_call_stalled(
     operator = start_operator()
     create(kube, namespace, unknown)
     obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "InvalidRequest", process=operator)
-    assert summary(obj)["Ready"] == ("False", "InvalidRequest")
-    assert summary(obj)["Cancelled"] == ("False", "InvalidRequest")
-    assert "is not found" in condition(obj, "Stalled")["message"]  # type: ignore[index]
+    assert condition_summary(obj)["Ready"] == ("False", "InvalidRequest")
+    assert condition_summary(obj)["Cancelled"] == ("False", "InvalidRequest")
+    assert "is not found" in condition(obj, "Stalled")["message"]
     assert proxy.calls(CANCEL) == 1
     assert proxy.calls(DESCRIBE) == 1
     assert kube.events(namespace=namespace, involved_name=NAME, reason="InvalidRequest")
@@ -185,7 +181,7 @@ def test_already_finished_stalls_already_finished(
     operator = start_operator()
     create(kube, namespace, arn)
     obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "AlreadyFinished", process=operator)
-    assert summary(obj)["Ready"] == ("False", "AlreadyFinished")
+    assert condition_summary(obj)["Ready"] == ("False", "AlreadyFinished")
     assert obj["status"]["executionStatus"] == "SUCCESS"
     assert proxy.calls(CANCEL) == 1
     stays(lambda: proxy.calls(CANCEL) == 1, 1.0)
@@ -240,8 +236,8 @@ def test_running_never_cancels_and_reports_truthfully(
     operator = start_operator()
     create(kube, namespace, arn, desired="Running")
     obj = wait_condition(kube, NAME, namespace, "Ready", "True", "ExecutionActive", process=operator)
-    assert summary(obj)["Cancelled"] == ("False", "NotRequested")
-    assert summary(obj)["Stalled"] == ("False", "Idle")
+    assert condition_summary(obj)["Cancelled"] == ("False", "NotRequested")
+    assert condition_summary(obj)["Stalled"] == ("False", "Idle")
     assert obj["status"]["executionStatus"] == "INITIALIZING"
     assert proxy.calls(CANCEL) == 0
 
@@ -258,7 +254,7 @@ def test_malformed_arn_that_slipped_past_the_schema(
     operator = start_operator()
     create(kube, namespace, "arn:aws:datasync:us-east-1:123:task/nope")
     obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "InvalidSpec", process=operator)
-    assert "spec.executionArn" in condition(obj, "Stalled")["message"]  # type: ignore[index]
+    assert "spec.executionArn" in condition(obj, "Stalled")["message"]
     assert proxy.total_calls() == 0
     assert operator.running
 
@@ -273,7 +269,7 @@ def test_access_denied_stalls(
     operator = start_operator()
     create(kube, namespace, arn)
     obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "AccessDenied", process=operator)
-    assert "not authorized" in condition(obj, "Stalled")["message"]  # type: ignore[index]
+    assert "not authorized" in condition(obj, "Stalled")["message"]
     assert proxy.calls(CANCEL) == 1
     assert FAKE_SECRET_ACCESS_KEY not in operator.log()
 

@@ -6,11 +6,12 @@ import urllib.request
 
 import pytest
 
-from tests.integration.conftest import OperatorFactory, condition, wait_condition
-from tests.integration.test_cancel_scenarios import CANCEL, DESCRIBE, NAME, create, stays, summary
+from tests.integration.conftest import OperatorFactory, wait_condition
+from tests.integration.test_cancel_scenarios import CANCEL, DESCRIBE, NAME, create, stays
 from tests.support.fault_proxy import UNKNOWN_OPERATION, Fault, FaultKind, FaultProxy
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.moto_server import MotoServer
+from tests.support.objects import condition, condition_summary
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ def test_polling_after_cancel_reaches_the_final_status(
         30, message=lambda: operator.log()[-2000:],
     )
     obj = kube.get(NAME, namespace=namespace)
-    assert summary(obj)["Cancelled"] == ("True", "CancelAccepted")
+    assert condition_summary(obj)["Cancelled"] == ("True", "CancelAccepted")
     assert proxy.calls(CANCEL) == 1
     assert proxy.calls(DESCRIBE) == 1
     stays(lambda: proxy.total_calls() == 2, 1.0)
@@ -130,7 +131,7 @@ def test_stalled_access_denied_heals_once_fixed(
     create(kube, namespace, arn)
     wait_condition(kube, NAME, namespace, "Stalled", "True", "AccessDenied", process=operator)
     obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
-    assert summary(obj)["Stalled"] == ("False", "Idle")
+    assert condition_summary(obj)["Stalled"] == ("False", "Idle")
     assert proxy.calls(CANCEL) == 3  # denied, denied on the first re-check, accepted
     assert len(kube.events(namespace=namespace, involved_name=NAME, reason="AccessDenied")) == 1
 
@@ -208,7 +209,7 @@ def test_unknown_status_from_aws_is_shown_not_crashed_on(
     create(kube, namespace, arn, desired="Running")
     obj = wait_condition(kube, NAME, namespace, "Ready", "Unknown", "UnknownExecutionStatus", process=operator)
     assert obj["status"]["executionStatus"] == "HIBERNATING"
-    assert "HIBERNATING" in condition(obj, "Ready")["message"]  # type: ignore[index]
+    assert "HIBERNATING" in condition(obj, "Ready")["message"]
     assert operator.running
 
 
@@ -248,7 +249,7 @@ def test_assume_role_denied_stalls_access_denied(
     kube.create(NAME, {"executionArn": arn, "desiredState": "Cancelled", "roleArn": ROLE},
                 namespace=namespace)
     obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "AccessDenied", process=operator)
-    assert "sts:AssumeRole" in condition(obj, "Stalled")["message"]  # type: ignore[index]
+    assert "sts:AssumeRole" in condition(obj, "Stalled")["message"]
     assert proxy.calls(CANCEL) == 0
 
 
