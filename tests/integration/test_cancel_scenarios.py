@@ -4,6 +4,7 @@ CancelTaskExecution calls that reached AWS and the final conditions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -66,22 +67,38 @@ def test_no_fault_one_call_cancelled(
     stays(lambda: proxy.calls(CANCEL) == 1, 1.0)
 
 
-def test_three_server_errors_then_success_four_calls(
+TRANSIENT_THEN_SUCCESS = {
+    # fault injected before the first call -> (calls, reason of each retry, what its Event names)
+    "three 500s": (lambda p: p.fail(CANCEL, times=3, status=500, code="InternalException"),
+                   4, "RetryingServerError", "InternalException (HTTP 500)"),
+    "two throttles": (lambda p: p.throttle(CANCEL, times=2),
+                      3, "Throttled", "ThrottlingException (HTTP 400)"),
+    "connection reset": (lambda p: p.reset_connection(CANCEL, times=1),
+                         2, "RetryingNetworkError", "ConnectionClosedError"),
+}
+
+
+@pytest.mark.parametrize(
+    ("inject", "calls", "reason", "named"), TRANSIENT_THEN_SUCCESS.values(),
+    ids=TRANSIENT_THEN_SUCCESS.keys(),
+)
+def test_transient_failures_are_retried_then_cancelled(
     kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
     start_operator: OperatorFactory,
+    inject: Callable[[FaultProxy], None], calls: int, reason: str, named: str,
 ) -> None:
     arn = moto.create_execution()
-    proxy.fail(CANCEL, times=3, status=500, code="InternalException")
+    inject(proxy)
     operator = start_operator()
     create(kube, namespace, arn)
     obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
     assert_cancelled(obj, "CancelAccepted")
-    assert proxy.calls(CANCEL) == 4
-    assert condition(obj, "Cancelled")["message"].endswith("on attempt 4")
-    retries = kube.events(namespace=namespace, involved_name=NAME, reason="RetryingServerError")
-    assert sorted(int(e["message"].split("retry ")[1].split()[0]) for e in retries) == [1, 2, 3]
-    assert all("InternalException (HTTP 500)" in e["message"] for e in retries)
-    assert all(e["type"] == "Warning" for e in retries)
+    assert proxy.calls(CANCEL) == calls
+    assert condition(obj, "Cancelled")["message"].endswith(f"on attempt {calls}")
+    retries = kube.events(namespace=namespace, involved_name=NAME, reason=reason)
+    numbers = sorted(int(e["message"].split("retry ")[1].split()[0]) for e in retries)
+    assert numbers == list(range(1, calls))  # one Warning Event per retry
+    assert all(named in e["message"] and e["type"] == "Warning" for e in retries)
 
 
 def test_retry_is_visible_in_status_while_it_lasts(
@@ -108,34 +125,6 @@ def test_retry_is_visible_in_status_while_it_lasts(
     proxy.clear_faults(CANCEL)
     obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
     assert_cancelled(obj, "CancelAccepted")
-
-
-def test_throttling_then_success_is_retried(
-    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
-    start_operator: OperatorFactory,
-) -> None:
-    arn = moto.create_execution()
-    proxy.throttle(CANCEL, times=2)
-    operator = start_operator()
-    create(kube, namespace, arn)
-    obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
-    assert_cancelled(obj, "CancelAccepted")
-    assert proxy.calls(CANCEL) == 3
-    assert len(kube.events(namespace=namespace, involved_name=NAME, reason="Throttled")) == 2
-
-
-def test_connection_reset_is_retried(
-    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
-    start_operator: OperatorFactory,
-) -> None:
-    arn = moto.create_execution()
-    proxy.reset_connection(CANCEL, times=1)
-    operator = start_operator()
-    create(kube, namespace, arn)
-    obj = wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
-    assert_cancelled(obj, "CancelAccepted")
-    assert proxy.calls(CANCEL) == 2
-    assert kube.events(namespace=namespace, involved_name=NAME, reason="RetryingNetworkError")
 
 
 def test_read_timeout_is_retried(
