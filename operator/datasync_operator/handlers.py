@@ -255,7 +255,6 @@ def register(
         )
         settings.posting.level = logging.INFO
         settings.posting.loggers = False  # only the operator's explicit Events are posted
-        settings.execution.max_workers = config.aws.max_pool_connections
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
 
