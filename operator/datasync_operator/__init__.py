@@ -20,5 +20,18 @@ GROUP = "datasync.operator.io"
 VERSION = "v1alpha1"
 PLURAL = "datasyncexecutions"
 KIND = "DataSyncExecution"
+#: The finalizer the operator holds on objects with ``deletionPolicy: Cancel``.
+FINALIZER = f"{GROUP}/finalizer"
+#: Set to "true" on a resource to delete it without the cancel of ``deletionPolicy: Cancel``
+#: (the escape hatch for a finalizer stuck on an unreachable or forbidding AWS).
+SKIP_CANCEL_ANNOTATION = f"{GROUP}/skip-cancel-on-delete"
 
-__all__ = ["GROUP", "KIND", "PLURAL", "VERSION", "__version__"]
+__all__ = [
+    "FINALIZER",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "SKIP_CANCEL_ANNOTATION",
+    "VERSION",
+    "__version__",
+]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import click
 
 from datasync_operator import GROUP, PLURAL, VERSION, __version__
-from datasync_operator.config import LogFormat, OperatorConfig
+from datasync_operator.config import DEFAULTS, LeaderElection, LogFormat, OperatorConfig
 from datasync_operator.datasync import ClientSettings
 
 ENV_PREFIX = "DATASYNC_OPERATOR"
@@ -72,35 +72,63 @@ def main() -> None:
     "Off when unset.",
 )
 @click.option(
-    "--standalone/--peering",
+    "--standalone/--leader-elect",
     "standalone",
-    default=True,
+    default=DEFAULTS.standalone,
     envvar=_env("STANDALONE"),
     show_envvar=True,
-    help="Standalone: act alone, no coordination. Peering: coordinate replicas through kopf "
-    "peering objects so that exactly one acts (for more than one replica).",
+    help="Standalone: act alone, no coordination. Leader election: replicas elect one active "
+    "replica through a coordination.k8s.io Lease; the others keep a warm cache and take over "
+    "when it stops renewing (for more than one replica).",
 )
 @click.option(
-    "--peering-name",
-    envvar=_env("PEERING_NAME"),
+    "--lease-name",
+    envvar=_env("LEASE_NAME"),
     show_envvar=True,
-    default="datasync-operator",
-    help="Name of the KopfPeering/ClusterKopfPeering object used with --peering.",
+    default=DEFAULTS.leader_election.lease_name,
+    help="Name of the Lease used with --leader-elect.",
 )
 @click.option(
-    "--priority",
-    type=int,
-    envvar=_env("PRIORITY"),
+    "--lease-namespace",
+    envvar=_env("LEASE_NAMESPACE"),
     show_envvar=True,
     default=None,
-    help="Peering priority of this replica (highest acts). Random per replica when unset, "
-    "because kopf pauses replicas of equal priority.",
+    help="Namespace of the Lease (default: the pod's namespace from POD_NAMESPACE, else "
+    "'default').",
+)
+@click.option(
+    "--lease-duration",
+    type=positive,
+    envvar=_env("LEASE_DURATION"),
+    show_envvar=True,
+    default=DEFAULTS.leader_election.lease_duration,
+    metavar="SECONDS",
+    help="How long a Lease not renewed stays with its holder: the failover time after a "
+    "crash (a graceful stop hands over at once).",
+)
+@click.option(
+    "--lease-renew-deadline",
+    type=positive,
+    envvar=_env("LEASE_RENEW_DEADLINE"),
+    show_envvar=True,
+    default=DEFAULTS.leader_election.renew_deadline,
+    metavar="SECONDS",
+    help="The leader stops acting when it could not renew for this long (< lease duration).",
+)
+@click.option(
+    "--lease-retry-period",
+    type=positive,
+    envvar=_env("LEASE_RETRY_PERIOD"),
+    show_envvar=True,
+    default=DEFAULTS.leader_election.retry_period,
+    metavar="SECONDS",
+    help="How often the Lease is renewed or, by standbys, checked.",
 )
 @click.option(
     "--log-level",
     envvar=_env("LOG_LEVEL"),
     show_envvar=True,
-    default="INFO",
+    default=DEFAULTS.log_level,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Minimum level of log lines.",
 )
@@ -108,7 +136,7 @@ def main() -> None:
     "--log-format",
     envvar=_env("LOG_FORMAT"),
     show_envvar=True,
-    default=LogFormat.TEXT.value,
+    default=DEFAULTS.log_format.value,
     type=click.Choice([f.value for f in LogFormat], case_sensitive=False),
     help="text for people, json for log pipelines (one JSON object per line, with the "
     "resource reference).",
@@ -118,7 +146,7 @@ def main() -> None:
     type=positive,
     envvar=_env("RETRY_BASE_DELAY"),
     show_envvar=True,
-    default=2.0,
+    default=DEFAULTS.retry_base_delay,
     metavar="SECONDS",
     help="First delay of the exponential backoff after a transient AWS failure.",
 )
@@ -127,7 +155,7 @@ def main() -> None:
     type=positive,
     envvar=_env("RETRY_MAX_DELAY"),
     show_envvar=True,
-    default=300.0,
+    default=DEFAULTS.retry_max_delay,
     metavar="SECONDS",
     help="Cap of the exponential backoff.",
 )
@@ -136,7 +164,7 @@ def main() -> None:
     type=click.FloatRange(min=0),
     show_envvar=True,
     envvar=_env("STALLED_RECHECK_INTERVAL"),
-    default=600.0,
+    default=DEFAULTS.stalled_recheck_interval,
     metavar="SECONDS",
     help="How often a resource Stalled on AccessDenied or a rejected request is re-checked, "
     "so it heals once fixed in AWS. 0 disables re-checks.",
@@ -146,15 +174,45 @@ def main() -> None:
     type=click.FloatRange(min=0),
     show_envvar=True,
     envvar=_env("POLL_INTERVAL"),
-    default=60.0,
+    default=DEFAULTS.poll_interval,
     metavar="SECONDS",
     help="How often DescribeTaskExecution refreshes status.execution while the execution is "
-    "not finished (never once it is). 0 disables polling.",
+    "not finished (never once it is). Stretched automatically so that polling uses at most "
+    "--poll-share of a region's rate limit. 0 disables polling.",
+)
+@click.option(
+    "--poll-share",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    envvar=_env("POLL_SHARE"),
+    show_envvar=True,
+    default=DEFAULTS.poll_share,
+    metavar="FRACTION",
+    help="Most of a region's --aws-rate-limit that polling may use; the rest is kept for "
+    "cancels, which never wait behind polls.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=256),
+    envvar=_env("WORKERS"),
+    show_envvar=True,
+    default=DEFAULTS.workers,
+    help="Reconciles running at once (one object is never reconciled by two at a time).",
+)
+@click.option(
+    "--resync-interval",
+    type=click.FloatRange(min=0),
+    envvar=_env("RESYNC_INTERVAL"),
+    show_envvar=True,
+    default=DEFAULTS.resync_interval,
+    metavar="SECONDS",
+    help="How often remembered objects are checked against a fresh list, so that one deleted "
+    "while the watch was away is forgotten (also done after every relist). 0: only after "
+    "relists.",
 )
 @click.option(
     "--metrics/--no-metrics",
     "metrics_enabled",
-    default=True,
+    default=DEFAULTS.metrics_enabled,
     envvar=_env("METRICS_ENABLED"),
     show_envvar=True,
     help="Serve Prometheus metrics at /metrics.",
@@ -164,7 +222,7 @@ def main() -> None:
     type=click.IntRange(min=1, max=65535),
     envvar=_env("METRICS_PORT"),
     show_envvar=True,
-    default=9090,
+    default=DEFAULTS.metrics_port,
     help="Port of the metrics endpoint.",
 )
 @click.option(
@@ -172,7 +230,7 @@ def main() -> None:
     type=positive,
     envvar=_env("AWS_RATE_LIMIT"),
     show_envvar=True,
-    default=5.0,
+    default=DEFAULTS.aws.rate_limit,
     metavar="CALLS_PER_SECOND",
     help="DataSync calls per second per region, shared by all resources.",
 )
@@ -181,7 +239,7 @@ def main() -> None:
     type=click.FloatRange(min=1),
     envvar=_env("AWS_RATE_BURST"),
     show_envvar=True,
-    default=10.0,
+    default=DEFAULTS.aws.rate_burst,
     metavar="CALLS",
     help="Calls allowed at once above the rate after a quiet period.",
 )
@@ -190,7 +248,7 @@ def main() -> None:
     type=positive,
     envvar=_env("AWS_CONNECT_TIMEOUT"),
     show_envvar=True,
-    default=10.0,
+    default=DEFAULTS.aws.connect_timeout,
     metavar="SECONDS",
     help="Timeout to connect to the DataSync endpoint.",
 )
@@ -199,7 +257,7 @@ def main() -> None:
     type=positive,
     envvar=_env("AWS_READ_TIMEOUT"),
     show_envvar=True,
-    default=30.0,
+    default=DEFAULTS.aws.read_timeout,
     metavar="SECONDS",
     help="Timeout to read a DataSync answer.",
 )
@@ -208,7 +266,7 @@ def main() -> None:
     type=click.IntRange(min=1, max=256),
     envvar=_env("AWS_CONCURRENCY"),
     show_envvar=True,
-    default=16,
+    default=DEFAULTS.aws.max_pool_connections,
     help="Threads (and pooled connections per region) for concurrent DataSync calls.",
 )
 def run(
@@ -216,14 +274,20 @@ def run(
     all_namespaces: bool,
     liveness_endpoint: str | None,
     standalone: bool,
-    peering_name: str,
-    priority: int | None,
+    lease_name: str,
+    lease_namespace: str | None,
+    lease_duration: float,
+    lease_renew_deadline: float,
+    lease_retry_period: float,
     log_level: str,
     log_format: str,
     retry_base_delay: float,
     retry_max_delay: float,
     stalled_recheck_interval: float,
     poll_interval: float,
+    poll_share: float,
+    workers: int,
+    resync_interval: float,
     metrics_enabled: bool,
     metrics_port: int,
     aws_rate_limit: float,
@@ -248,19 +312,32 @@ def run(
         raise click.BadParameter(
             f"must be >= --retry-base-delay ({retry_base_delay})", param_hint="--retry-max-delay"
         )
+    if not lease_retry_period < lease_renew_deadline < lease_duration:
+        raise click.BadParameter(
+            "must hold: --lease-retry-period < --lease-renew-deadline < --lease-duration",
+            param_hint="--lease-renew-deadline",
+        )
     config = OperatorConfig(
         namespaces=watched,
         all_namespaces=all_namespaces,
         liveness_endpoint=liveness_endpoint or None,
         standalone=standalone,
-        peering_name=peering_name,
-        priority=priority,
+        leader_election=LeaderElection(
+            lease_name=lease_name,
+            lease_namespace=lease_namespace or None,
+            lease_duration=lease_duration,
+            renew_deadline=lease_renew_deadline,
+            retry_period=lease_retry_period,
+        ),
         log_level=log_level.upper(),
         log_format=LogFormat(log_format.lower()),
         retry_base_delay=retry_base_delay,
         retry_max_delay=retry_max_delay,
         stalled_recheck_interval=stalled_recheck_interval,
         poll_interval=poll_interval,
+        poll_share=poll_share,
+        workers=workers,
+        resync_interval=resync_interval,
         metrics_enabled=metrics_enabled,
         metrics_port=metrics_port,
         aws=ClientSettings(

@@ -1,7 +1,7 @@
 """The operator's configuration: one frozen value built by the CLI from flags and environment.
 
-Pure data; every field has a CLI flag and an environment variable (see :mod:`.cli` and the
-README's configuration reference).
+Pure data, and the one place where every default lives: the CLI (:mod:`.cli`) reads its
+defaults from :data:`DEFAULTS`, and the README's configuration reference lists the same values.
 """
 
 from __future__ import annotations
@@ -20,20 +20,40 @@ class LogFormat(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class LeaderElection:
+    """Lease-based leader election between replicas (``coordination.k8s.io/v1`` Lease)."""
+
+    lease_name: str = "datasync-operator"
+    #: Namespace of the Lease; the CLI falls back to the pod's namespace, then "default".
+    lease_namespace: str | None = None
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    #: This replica's identity in the Lease (default: the pod name plus a random suffix).
+    identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OperatorConfig:
     #: Namespaces to watch (glob patterns allowed); the CLI requires these or all_namespaces.
     namespaces: tuple[str, ...] = ()
     all_namespaces: bool = False
     liveness_endpoint: str | None = None
+    #: Act alone (True), or elect a leader among replicas through a Lease (False).
     standalone: bool = True
-    peering_name: str = "datasync-operator"
-    priority: int | None = None
+    leader_election: LeaderElection = field(default_factory=LeaderElection)
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.TEXT
     retry_base_delay: float = 2.0
     retry_max_delay: float = 300.0
     stalled_recheck_interval: float = 600.0
     poll_interval: float = 60.0
+    #: Most of a region's DataSync rate limit that polling may use (the rest is for cancels).
+    poll_share: float = 0.5
+    #: Reconciles running at once (each object is reconciled by at most one at a time).
+    workers: int = 16
+    #: How often the remembered objects are checked against a fresh list (ghosts dropped).
+    resync_interval: float = 600.0
     metrics_enabled: bool = True
     metrics_port: int = 9090
     aws: ClientSettings = field(default_factory=ClientSettings)
@@ -44,3 +64,7 @@ class OperatorConfig:
             backoff=Backoff(base=self.retry_base_delay, cap=self.retry_max_delay),
             stalled_recheck=self.stalled_recheck_interval or None,
         )
+
+
+#: Every default, in one place.
+DEFAULTS = OperatorConfig()

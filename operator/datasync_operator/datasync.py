@@ -3,10 +3,11 @@
 This is the only module that talks to AWS. Clients are created once per region (the region and
 partition come from the execution ARN), or per region and assumed role for ``spec.roleArn``,
 and shared; botocore's own retries are switched off so that exactly one layer, the operator's
-reconcile loop, owns the retry policy (see the README, "Retries"). Every call first waits for
-the per-region rate limiter. Endpoints can be overridden with the standard
-``AWS_ENDPOINT_URL_DATASYNC`` / ``AWS_ENDPOINT_URL_STS`` / ``AWS_ENDPOINT_URL`` variables,
-which botocore reads itself.
+reconcile loop, owns the retry policy (see the README, "Retries"). The per-region rate limit is
+the controller's (:mod:`.controller`): it waits for a slot on the event loop before a call is
+handed to a thread here, so no thread ever sleeps holding one. Endpoints can be overridden
+with the standard ``AWS_ENDPOINT_URL_DATASYNC`` / ``AWS_ENDPOINT_URL_STS`` /
+``AWS_ENDPOINT_URL`` variables, which botocore reads itself.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from datasync_operator.arn import ExecutionArn
 from datasync_operator.errors import AwsError, ErrorKind, classify, sanitize
 from datasync_operator.execution import Description
 from datasync_operator.metrics import Metrics
-from datasync_operator.ratelimit import RegionalRateLimiter
 
 T = TypeVar("T")
 
@@ -128,7 +128,6 @@ class DataSyncGateway:
         self._session: boto3.session.Session | None = None
         self._clients: OrderedDict[tuple[str, str | None, str | None], Any] = OrderedDict()
         self._lock = threading.Lock()
-        self._limiter = RegionalRateLimiter(self._settings.rate_limit, self._settings.rate_burst)
         self._config = botocore.config.Config(
             connect_timeout=self._settings.connect_timeout,
             read_timeout=self._settings.read_timeout,
@@ -216,22 +215,13 @@ class DataSyncGateway:
         return describe_answer(answer)
 
     async def _call(self, target: Target, operation: str, call: Callable[[], T]) -> T:
-        region = target.arn.region
-        started = 0.0
-
-        def in_worker() -> T:
-            nonlocal started
-            waited = self._limiter.wait_turn(region)  # spaced at the wire, not on the loop
-            self._metrics.rate_limited.labels(region).observe(waited)
-            started = time.perf_counter()
-            return call()
-
+        started = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            result = await loop.run_in_executor(self._executor, in_worker)
+            result = await loop.run_in_executor(self._executor, call)
         except Exception as exc:
             error = to_aws_error(exc)
-            self._record(operation, error.code, started or time.perf_counter())
+            self._record(operation, error.code, started)
             raise error from None
         self._record(operation, None, started)
         return result
@@ -241,7 +231,8 @@ class DataSyncGateway:
         self._metrics.aws_latency.labels(operation).observe(time.perf_counter() - started)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Close the clients and the threads (after the controller has stopped its workers)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             for client in self._clients.values():
                 client.close()

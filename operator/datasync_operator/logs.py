@@ -1,8 +1,8 @@
 """Log enrichment: the execution ARN on every log line about a resource.
 
-kopf's object loggers already carry the resource reference (namespace, name, uid) in each
-record; :class:`ArnDirectory` is a logging filter that adds ``executionArn`` to those records,
-looked up by uid in kopf's ``arn_index``. With ``--log-format
+kopf's object loggers (and the controller's) carry the resource reference (namespace, name,
+uid) in each record; :class:`ArnDirectory` is a logging filter that adds ``executionArn`` to
+those records that lack it. With ``--log-format
 json`` both end up as fields of every line, including the lines kopf itself writes about a
 handler. Credentials never reach a log line: the operator logs AWS error codes and (sanitised)
 messages only, never request headers or client configuration.
@@ -11,58 +11,31 @@ messages only, never request headers or client configuration.
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Callable
 from typing import Any
+
+Lookup = Callable[[str, str], str | None]
 
 
 class ArnDirectory(logging.Filter):
     """Stamps ``executionArn`` on log records about a resource.
 
-    The ARN is found by uid in kopf's ``arn_index`` (complete, and pruned by kopf on deletion),
-    or in a small cache of the most recently indexed resources that covers the lines kopf logs
-    while it is still indexing an object it has just seen.
+    The ARN is looked up by namespace and name in the controller's store (attached when the
+    operator starts); the controller's own lines already carry it.
     """
 
-    def __init__(self, recent: int = 1024) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self._index: Mapping[str, Collection[object]] | None = None
-        self._recent: OrderedDict[str, str] = OrderedDict()
-        self._recent_max = recent
-        self._lock = threading.Lock()
+        self._lookup: Lookup | None = None
 
-    def attach(self, index: Mapping[str, Collection[object]]) -> None:
-        self._index = index
-
-    def remember(self, uid: str, arn: object) -> None:
-        if not uid or not isinstance(arn, str):
-            return
-        with self._lock:
-            self._recent[uid] = arn
-            self._recent.move_to_end(uid)
-            while len(self._recent) > self._recent_max:
-                self._recent.popitem(last=False)
-
-    def lookup(self, uid: str) -> str | None:
-        with self._lock:
-            recent = self._recent.get(uid)
-        if recent is not None:
-            return recent
-        index = self._index
-        if index is None:
-            return None
-        try:
-            store = index.get(uid)
-            arn = next(iter(store), None) if store else None
-        except RuntimeError:  # the index changed under us: no ARN on this line
-            return None
-        return arn if isinstance(arn, str) else None
+    def attach(self, lookup: Lookup) -> None:
+        self._lookup = lookup
 
     def filter(self, record: logging.LogRecord) -> bool:
         ref: Any = getattr(record, "k8s_ref", None)
-        if isinstance(ref, dict) and not hasattr(record, "executionArn"):
-            arn = self.lookup(str(ref.get("uid")))
+        lookup = self._lookup
+        if isinstance(ref, dict) and lookup is not None and not hasattr(record, "executionArn"):
+            arn = lookup(str(ref.get("namespace") or ""), str(ref.get("name") or ""))
             if arn is not None:
                 record.executionArn = arn
         return True

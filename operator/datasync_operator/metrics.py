@@ -7,51 +7,49 @@ README ("Metrics").
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 PREFIX = "datasync_operator"
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _CANCEL_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-_CONDITION_TYPES = ("Ready", "Cancelled", "Reconciling", "Stalled")
+
+
+Counts = Callable[[], Iterable[tuple[str, str, int]]]
 
 
 class ConditionTracker(Collector):
-    """Counts resources by condition at scrape time, from kopf's ``condition_index``.
+    """Counts resources by condition at scrape time, from the controller's store.
 
-    The index maps ``(type, status)`` to the store of resources having that condition; it is
-    written by kopf's event loop while scrapes come from the metrics thread, so a scrape that
-    races a change simply reads again.
+    The controller yields ``(type, status, count)`` for every pair (nothing on a standby
+    replica, which publishes no resource gauge). Scrapes come from the metrics thread while the
+    event loop changes the store, so a scrape that races a change simply reads again.
     """
 
     def __init__(self) -> None:
-        self._index: Mapping[tuple[str, str], Any] | None = None
+        self._counts: Counts | None = None
 
-    def attach(self, index: Mapping[tuple[str, str], Any]) -> None:
-        self._index = index
+    def attach(self, counts: Counts) -> None:
+        self._counts = counts
 
     def counts(self) -> dict[tuple[str, str], int]:
-        counts = {(t, s): 0 for t in _CONDITION_TYPES for s in ("True", "False", "Unknown")}
-        index = self._index
-        if index is None:
-            return counts
+        source = self._counts
+        if source is None:
+            return {}
         for _ in range(5):
             try:
-                for key in list(index.keys()):
-                    counts[key] = len(index.get(key) or ())
-                break
-            except RuntimeError:  # changed during iteration: read again
+                return {(type_, status): count for type_, status, count in source()}
+            except RuntimeError:  # the store changed during iteration: read again
                 continue
-        return counts
+        return {}
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             f"{PREFIX}_resources",
-            "DataSyncExecution resources by condition type and status.",
+            "DataSyncExecution resources by condition type and status (the active replica only).",
             labels=["condition", "status"],
         )
         for (type_, status), count in sorted(self.counts().items()):
@@ -101,6 +99,17 @@ class Metrics:
             f"{PREFIX}_retries_total",
             "Retries scheduled after transient failures, by reason.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.internal_errors = Counter(
+            f"{PREFIX}_internal_errors_total",
+            "Unexpected exceptions in the operator's own code during a reconcile, by type.",
+            ["type"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            f"{PREFIX}_workqueue_depth",
+            "Keys ready in the work queue, waiting for a worker.",
             registry=self.registry,
         )
         self.conditions = ConditionTracker()

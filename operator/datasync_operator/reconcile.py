@@ -1,9 +1,14 @@
-"""The decision core: spec + status + what AWS answered -> new status, events, next step.
+"""The decision core: spec + status + what AWS answered -> new status, events, what next.
 
-Pure and synchronous, no I/O: the kopf shell (:mod:`.handlers`) asks :func:`plan` which AWS
-call to make, makes it, describes what happened as an :data:`Outcome`, and hands it to
-:func:`conclude`, which returns the complete new status, the Events to post and when to look
-again. Every path through :func:`conclude` produces a status: it is never left stale.
+Pure and synchronous, no I/O. The controller (:mod:`.controller`) asks :func:`plan` which AWS
+call (if any) moves an object toward its spec, makes it, describes what happened as an
+:data:`Outcome`, and hands it to :func:`conclude`. The :class:`Decision` it gets back is all
+the controller acts on: the complete new status, the Events to post, when to look again and
+why (:class:`Wake`), and whether the operator's finalizer belongs on the object. Every path
+through :func:`conclude` produces a status: it is never left stale.
+
+Reconciles are level-based: :func:`plan` reads only the object (``status.observedGeneration``
+is the record of what was handled) and whether a wake-up the core asked for has come (``due``).
 """
 
 from __future__ import annotations
@@ -13,27 +18,16 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
+from datasync_operator import FINALIZER, SKIP_CANCEL_ANNOTATION
 from datasync_operator import conditions as cond
-from datasync_operator.arn import (
-    ExecutionArn,
-    ExecutionArnError,
-    RoleArnError,
-    parse_execution_arn,
-    parse_role_arn,
-)
+from datasync_operator.arn import ExecutionArn
 from datasync_operator.backoff import Backoff
 from datasync_operator.conditions import Condition, ConditionType, Reason
 from datasync_operator.errors import AwsError, ErrorKind
 from datasync_operator.execution import Description, Phase, phase_of
-
-RUNNING = "Running"
-CANCELLED = "Cancelled"
-DESIRED_STATES = (RUNNING, CANCELLED)
-ORPHAN = "Orphan"
-CANCEL = "Cancel"
-DELETION_POLICIES = (ORPHAN, CANCEL)
+from datasync_operator.spec import DeletionPolicy, DesiredState, InvalidSpec, Spec, parse_spec
 
 
 class Action(enum.Enum):
@@ -44,34 +38,50 @@ class Action(enum.Enum):
     DESCRIBE = "describe"
 
 
+class Wake(enum.Enum):
+    """Why (and whether) the controller must look at the object again without a change."""
+
+    NEVER = "never"  # final, or blocked until the spec changes
+    POLL = "poll"  # the execution is unfinished: refresh it on the polling schedule
+    RETRY = "retry"  # a transient failure: try again after the backoff delay
+    RECHECK = "recheck"  # stalled on something a human may fix in AWS: look again slowly
+
+
+#: Stalled reasons that a later look at AWS can heal (re-checked slowly).
+HEALABLE = frozenset({Reason.ACCESS_DENIED, Reason.INVALID_REQUEST, Reason.REQUEST_REJECTED})
+
+
 @dataclass(frozen=True, slots=True)
 class Resource:
     """What the decisions read from a DataSyncExecution object."""
 
-    execution_arn: object
-    desired_state: object
+    spec: Spec | InvalidSpec
     generation: int | None
     status: Mapping[str, Any]
-    deletion_policy: object = ORPHAN
-    role_arn: object = None
     namespace: str | None = None
     name: str | None = None
+    #: ``metadata.deletionTimestamp`` is set.
+    deleting: bool = False
+    #: The operator's finalizer is on the object.
+    finalized: bool = False
+    #: The escape-hatch annotation asks to delete without cancelling.
+    skip_cancel: bool = False
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> Resource:
-        spec = body.get("spec")
-        spec = spec if isinstance(spec, Mapping) else {}
         meta = body.get("metadata") or {}
         generation = meta.get("generation")
+        annotations = meta.get("annotations") or {}
+        status = body.get("status")
         return cls(
-            execution_arn=spec.get("executionArn"),
-            desired_state=spec.get("desiredState", RUNNING),
-            deletion_policy=spec.get("deletionPolicy", ORPHAN),
-            role_arn=spec.get("roleArn"),
+            spec=parse_spec(body.get("spec")),
+            generation=generation if isinstance(generation, int) else None,
+            status=status if isinstance(status, Mapping) else {},
             namespace=meta.get("namespace"),
             name=meta.get("name"),
-            generation=generation if isinstance(generation, int) else None,
-            status=body.get("status") or {},
+            deleting=bool(meta.get("deletionTimestamp")),
+            finalized=FINALIZER in (meta.get("finalizers") or ()),
+            skip_cancel=str(annotations.get(SKIP_CANCEL_ANNOTATION, "")).lower() == "true",
         )
 
     @property
@@ -87,17 +97,51 @@ class Resource:
     def execution_finished(self) -> bool:
         return phase_of(_str(self.status.get("executionStatus"))).finished
 
+    @property
+    def settled(self) -> bool:
+        """The status was written for the current generation (nothing new to act on)."""
+        return bool(self.conditions) and self.status.get("observedGeneration") == self.generation
+
+    @property
+    def stalled_reason(self) -> Reason | None:
+        stalled = cond.find(self.conditions, ConditionType.STALLED)
+        if stalled is None or stalled.get("status") != "True":
+            return None
+        try:
+            return Reason(str(stalled.get("reason")))
+        except ValueError:
+            return None
+
+    @property
+    def retrying(self) -> bool:
+        return isinstance(self.status.get("retry"), Mapping)
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for a wake-up the core asked for (a retry or a re-check)."""
+        return self.retrying or self.stalled_reason in HEALABLE
+
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     action: Action
-    arn: ExecutionArn | None = None
-    invalid_spec: str | None = None
-    #: The IAM role to assume for the call (``spec.roleArn``), if any.
-    role_arn: str | None = None
+    spec: Spec | None = None
+    invalid: InvalidSpec | None = None
+
+    @property
+    def arn(self) -> ExecutionArn | None:
+        return None if self.spec is None else self.spec.arn
+
+    @property
+    def role_arn(self) -> str | None:
+        return None if self.spec is None else self.spec.role_arn
+
+    @property
+    def invalid_spec(self) -> str | None:
+        return None if self.invalid is None else self.invalid.message
 
 
-# --- Outcomes: what happened when the shell carried out the plan ---------------------------
+# --- Outcomes: what happened when the controller carried out the plan -------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +156,14 @@ class SpecInvalid:
 
 @dataclass(frozen=True, slots=True)
 class CancelAccepted:
-    """CancelTaskExecution answered 200."""
+    """CancelTaskExecution answered 200 (``at``: when, if not now: a result not yet written)."""
+
+    at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CancelRejected:
-    """CancelTaskExecution answered InvalidRequestException; the shell then described."""
+    """CancelTaskExecution answered InvalidRequestException; the controller then described."""
 
     error: AwsError
     description: Description | None = None
@@ -159,22 +205,38 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Everything the shell does after a reconcile."""
+    """Everything the controller does after a reconcile."""
 
     #: The operator-owned status fields; a ``None`` value deletes the field (merge patch).
     status: dict[str, Any]
     events: tuple[Event, ...] = ()
-    #: Retry a transient failure after this many seconds.
-    retry_after: float | None = None
-    #: Re-check a Stalled resource after this many seconds.
-    recheck_after: float | None = None
+    #: When to look again without a change, and why.
+    wake: Wake = Wake.NEVER
+    #: Seconds until the wake-up, for RETRY and RECHECK (POLL follows the polling schedule).
+    after: float | None = None
+    #: Whether the operator's finalizer belongs on the object after this step.
+    finalizer: bool = False
+    #: Whether to write :attr:`status` (not for an object whose deletion is let go).
+    write_status: bool = True
     #: What happened, in one word (the ``outcome`` label of the reconcile metric).
     outcome: str = "unchanged"
+    #: The reason a retry was scheduled for (the ``reason`` label of the retry metric).
+    retry_reason: Reason | None = None
     #: Seconds from the first cancel attempt to DataSync accepting it (when it just did).
     cancel_latency: float | None = None
 
+    @property
+    def retry_after(self) -> float | None:
+        return self.after if self.wake is Wake.RETRY else None
+
+    @property
+    def recheck_after(self) -> float | None:
+        return self.after if self.wake is Wake.RECHECK else None
+
     def changes(self, current: Mapping[str, Any]) -> dict[str, Any]:
         """The subset of :attr:`status` that differs from ``current`` (a minimal merge patch)."""
+        if not self.write_status:
+            return {}
         return {
             key: value
             for key, value in self.status.items()
@@ -185,77 +247,54 @@ class Decision:
 # --- plan ------------------------------------------------------------------------------------
 
 
-def validate(resource: Resource) -> Plan:
-    """A NOTHING plan naming the first invalid field, or a plan that knows the ARN and role."""
-    try:
-        arn = parse_execution_arn(resource.execution_arn)
-    except ExecutionArnError as exc:
-        return Plan(Action.NOTHING, invalid_spec=str(exc))
-    if resource.desired_state not in DESIRED_STATES:
-        return Plan(
-            Action.NOTHING,
-            invalid_spec=_enum_message("spec.desiredState", DESIRED_STATES, resource.desired_state),
-        )
-    if resource.deletion_policy not in DELETION_POLICIES:
-        return Plan(
-            Action.NOTHING,
-            invalid_spec=_enum_message(
-                "spec.deletionPolicy", DELETION_POLICIES, resource.deletion_policy
-            ),
-        )
-    role_arn = resource.role_arn
-    if role_arn is not None:
-        try:
-            role_arn = parse_role_arn(role_arn)
-        except RoleArnError as exc:
-            return Plan(Action.NOTHING, invalid_spec=str(exc))
-    return Plan(Action.NOTHING, arn, role_arn=role_arn)
+def plan(resource: Resource, *, due: bool = False) -> Plan:
+    """Which AWS call (if any) moves the object toward its spec now. Idempotent.
 
-
-def plan(resource: Resource) -> Plan:
-    """Which AWS call (if any) moves the execution toward the spec. Idempotent."""
-    valid = validate(resource)
-    if valid.invalid_spec is not None:
-        return valid
-    if resource.cancelled:
-        return valid  # cancelled is final: no AWS call ever again
-    if _stalled_reason(resource) == Reason.ALREADY_FINISHED.value:
-        return valid  # finished is final too
-    if resource.desired_state == CANCELLED:
-        return replace(valid, action=Action.CANCEL)
-    if resource.execution_finished:
-        return valid  # a finished execution never changes again
-    return replace(valid, action=Action.DESCRIBE)
-
-
-def plan_refresh(resource: Resource) -> Plan:
-    """The periodic refresh of ``status.execution``: describe until the execution finishes.
-
-    Only for resources at rest (not retrying, not stalled): ``Running`` ones, and cancelled ones
-    whose execution has not reached its final status yet.
+    ``due`` says that a wake-up this core asked for (poll, retry, re-check) has come; without
+    it, only what the status does not yet reflect (a new object, a spec change, a deletion, a
+    cancel not yet done) is acted on.
     """
-    valid = validate(resource)
-    if valid.invalid_spec is not None or resource.execution_finished:
-        return valid
-    if not resource.conditions:
-        return valid  # the first look is the reconcile handler's, never a race with it
-    if cond.is_true(resource.conditions, ConditionType.RECONCILING) or _stalled_reason(resource):
-        return valid
-    if resource.desired_state == CANCELLED and not resource.cancelled:
-        return valid  # the cancel itself is the reconcile handler's job
-    return replace(valid, action=Action.DESCRIBE)
+    spec = resource.spec
+    if isinstance(spec, InvalidSpec):
+        return Plan(Action.NOTHING, invalid=spec)
+    idle = Plan(Action.NOTHING, spec)
+    if resource.deleting:
+        return _plan_deletion(resource, spec, due=due)
+    if resource.cancelled:  # final: only its execution's facts are refreshed
+        return replace(idle, action=Action.DESCRIBE) if due and _pollable(resource) else idle
+    if resource.stalled_reason is Reason.ALREADY_FINISHED:
+        return idle  # finished is final too
+    fresh = not resource.settled
+    if spec.desired is DesiredState.CANCELLED:
+        acts = fresh or due or not resource.waiting
+        return replace(idle, action=Action.CANCEL) if acts else idle
+    if resource.execution_finished:
+        return idle  # a finished execution never changes again
+    return replace(idle, action=Action.DESCRIBE) if fresh or due else idle
 
 
-def plan_deletion(resource: Resource) -> Plan:
-    """On deletion with ``deletionPolicy: Cancel``: cancel an execution that may still run."""
-    valid = validate(resource)
-    if valid.invalid_spec is not None or resource.deletion_policy != CANCEL:
-        return replace(valid, action=Action.NOTHING)
-    if resource.cancelled or resource.execution_finished:
-        return valid
-    if _stalled_reason(resource) == Reason.ALREADY_FINISHED.value:
-        return valid
-    return replace(valid, action=Action.CANCEL)
+def _plan_deletion(resource: Resource, spec: Spec, *, due: bool) -> Plan:
+    idle = Plan(Action.NOTHING, spec)
+    if not resource.finalized or resource.skip_cancel:
+        return idle
+    if spec.deletion_policy is not DeletionPolicy.CANCEL or _nothing_to_cancel(resource):
+        return idle
+    if resource.waiting and not due:
+        return idle
+    return replace(idle, action=Action.CANCEL)
+
+
+def _nothing_to_cancel(resource: Resource) -> bool:
+    return (
+        resource.cancelled
+        or resource.execution_finished
+        or resource.stalled_reason is Reason.ALREADY_FINISHED
+    )
+
+
+def _pollable(resource: Resource) -> bool:
+    """Whether the execution may still change (its facts are worth refreshing)."""
+    return not resource.execution_finished
 
 
 # --- conclude --------------------------------------------------------------------------------
@@ -270,60 +309,98 @@ def conclude(
     rng: random.Random | None = None,
 ) -> Decision:
     """The new status, events and next step after ``outcome``."""
+    decision = _conclude(resource, outcome, now=now, policy=policy, rng=rng)
+    if not resource.deleting:
+        return replace(decision, finalizer=_finalizer_wanted(resource))
+    released = _release(resource, outcome)
+    if released is None:
+        return replace(decision, finalizer=True)
+    return replace(
+        decision,
+        events=decision.events + released,
+        finalizer=False,
+        write_status=False,
+        wake=Wake.NEVER,
+        after=None,
+        outcome="deleted",
+    )
+
+
+def _conclude(
+    resource: Resource,
+    outcome: Outcome,
+    *,
+    now: datetime,
+    policy: Policy,
+    rng: random.Random | None,
+) -> Decision:
     status = resource.status
-    previous_conditions = resource.conditions
     new: dict[str, Any] = (
         {} if resource.generation is None else {"observedGeneration": resource.generation}
     )
+    match outcome:
+        case NoCall():
+            new["conditions"] = cond.restamp(resource.conditions, generation=resource.generation)
+            if not resource.conditions:  # first sight of a resource with nothing to do
+                new["conditions"] = _merge(resource, _idle_running(status), now)
+            wake, after = _at_rest(resource, now=now, policy=policy)
+            return Decision(new, wake=wake, after=after)
 
-    if isinstance(outcome, NoCall):
-        new["conditions"] = cond.restamp(previous_conditions, generation=resource.generation)
-        if not previous_conditions:  # first sight of a resource with nothing to do
-            new["conditions"] = _merge(resource, _idle_running(status), now)
-        return Decision(new)
+        case SpecInvalid(message=message):
+            wanted = _stalled(Reason.INVALID_SPEC, message, cancelled=None)
+            new["retry"] = None
+            new["conditions"] = _merge(resource, wanted, now)
+            return Decision(
+                new,
+                _stalled_events(resource, Reason.INVALID_SPEC, message),
+                outcome="invalid-spec",
+            )
 
-    if isinstance(outcome, SpecInvalid):
-        wanted = _stalled(Reason.INVALID_SPEC, outcome.message, cancelled=None)
-        new["retry"] = None
-        new["conditions"] = _merge(resource, wanted, now)
-        return Decision(
-            new,
-            _stalled_events(resource, Reason.INVALID_SPEC, outcome.message),
-            outcome="invalid-spec",
-        )
+        case CancelAccepted(at=at):
+            failed_before = _attempts(status)
+            message = "DataSync accepted CancelTaskExecution" + (
+                f" on attempt {failed_before + 1}" if failed_before else ""
+            )
+            accepted = at or now
+            new["cancelRequestedAt"] = cond.format_time(accepted)
+            new["retry"] = None
+            new["conditions"] = _merge(resource, _cancelled(Reason.CANCEL_ACCEPTED, message), now)
+            first = _first_attempt(status)
+            return Decision(
+                new,
+                (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),),
+                wake=Wake.POLL,
+                outcome="cancelled",
+                cancel_latency=max(0.0, (accepted - first).total_seconds()) if first else 0.0,
+            )
 
-    if isinstance(outcome, CancelAccepted):
-        failed_before = _attempts(status)
-        message = "DataSync accepted CancelTaskExecution" + (
-            f" on attempt {failed_before + 1}" if failed_before else ""
-        )
-        new["cancelRequestedAt"] = cond.format_time(now)
-        new["retry"] = None
-        new["conditions"] = _merge(resource, _cancelled(Reason.CANCEL_ACCEPTED, message), now)
-        first = _first_attempt(status)
-        return Decision(
-            new,
-            (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),),
-            outcome="cancelled",
-            cancel_latency=max(0.0, (now - first).total_seconds()) if first else 0.0,
-        )
+        case Described(description=description):
+            new["executionStatus"] = description.status
+            new["execution"] = description.as_status()
+            wake = Wake.NEVER if description.phase.finished else Wake.POLL
+            if resource.cancelled:
+                # A refresh of a cancelled execution: the facts change, the verdict does not.
+                new["conditions"] = cond.restamp(
+                    resource.conditions, generation=resource.generation
+                )
+                return Decision(new, wake=wake, outcome="refreshed")
+            new["retry"] = None
+            new["conditions"] = _merge(resource, _observed(description), now)
+            return Decision(
+                new,
+                _stalled_events_for(resource, new["conditions"]),
+                wake=wake,
+                outcome="observed",
+            )
 
-    if isinstance(outcome, Described):
-        description = outcome.description
-        new["executionStatus"] = description.status
-        new["execution"] = description.as_status()
-        if resource.desired_state == CANCELLED:
-            # A refresh of a cancelled execution: the facts change, the verdict does not.
-            new["conditions"] = cond.restamp(previous_conditions, generation=resource.generation)
-            return Decision(new, outcome="refreshed")
-        new["retry"] = None
-        new["conditions"] = _merge(resource, _observed(description), now)
-        return Decision(new, _stalled_events_for(resource, new["conditions"]), outcome="observed")
+        case CancelRejected():
+            return _conclude_rejected(resource, outcome, new, now=now, policy=policy, rng=rng)
 
-    if isinstance(outcome, CancelRejected):
-        return _conclude_rejected(resource, outcome, new, now=now, policy=policy, rng=rng)
+        case CallFailed(error=error):
+            return _conclude_failure(resource, error, new, now=now, policy=policy, rng=rng)
 
-    return _conclude_failure(resource, outcome.error, new, now=now, policy=policy, rng=rng)
+        case _:
+            assert_never(outcome)
 
 
 def _conclude_rejected(
@@ -338,10 +415,10 @@ def _conclude_rejected(
     description = outcome.description
     if description is None:
         describe_error = outcome.describe_error
-        if describe_error is not None and describe_error.kind.transient:
-            # Cannot tell why the cancel was refused yet: retry the whole step.
-            return _conclude_failure(resource, describe_error, new, now=now, policy=policy, rng=rng)
-        if describe_error is not None and describe_error.kind is ErrorKind.ACCESS_DENIED:
+        if describe_error is not None and (
+            describe_error.kind.transient or describe_error.kind is ErrorKind.ACCESS_DENIED
+        ):
+            # Cannot tell why the cancel was refused yet: retry (or stall) the whole step.
             return _conclude_failure(resource, describe_error, new, now=now, policy=policy, rng=rng)
         message = f"DataSync refused CancelTaskExecution: {outcome.error.message}"
         return _stall(resource, new, Reason.INVALID_REQUEST, message, now, policy)
@@ -356,6 +433,7 @@ def _conclude_rejected(
         return Decision(
             new,
             (Event("Normal", Reason.ALREADY_CANCELLED.value, message),),
+            wake=Wake.NEVER if phase.finished else Wake.POLL,
             outcome="already-cancelled",
         )
     if phase.finished:
@@ -364,7 +442,7 @@ def _conclude_rejected(
             "there is nothing left to cancel"
         )
         decision = _stall(resource, new, Reason.ALREADY_FINISHED, message, now, policy)
-        return replace(decision, recheck_after=None)  # final: no re-check
+        return replace(decision, wake=Wake.NEVER, after=None)  # final: no re-check
     message = (
         f"DataSync refused CancelTaskExecution while the execution is {description.status}: "
         f"{outcome.error.message}"
@@ -398,8 +476,10 @@ def _conclude_failure(
         return Decision(
             new,
             (Event("Warning", reason.value, message),),
-            retry_after=delay,
+            wake=Wake.RETRY,
+            after=delay,
             outcome="retrying",
+            retry_reason=reason,
         )
     if error.kind is ErrorKind.ACCESS_DENIED:
         message = f"AWS refused the operator's credentials or permissions: {error}"
@@ -420,37 +500,85 @@ def _stall(
     policy: Policy,
 ) -> Decision:
     new["retry"] = None
-    cancelled: bool | None = None if resource.desired_state == CANCELLED else False
+    cancelled: bool | None = None if _wants_cancel(resource) else False
     new["conditions"] = _merge(resource, _stalled(reason, message, cancelled=cancelled), now)
+    recheck = policy.stalled_recheck if reason in HEALABLE else None
     return Decision(
         new,
         _stalled_events(resource, reason, message),
-        recheck_after=policy.stalled_recheck,
+        wake=Wake.RECHECK if recheck else Wake.NEVER,
+        after=recheck or None,
         outcome="stalled",
     )
 
 
-def deletion_retry_delay(decision: Decision, policy: Policy) -> float | None:
-    """Seconds until a blocked deletion tries its cancel again; None lets the deletion go on.
+def _at_rest(resource: Resource, *, now: datetime, policy: Policy) -> tuple[Wake, float | None]:
+    """When to look again at an object whose status stays as it is."""
+    if isinstance(resource.spec, InvalidSpec):
+        return Wake.NEVER, None
+    retry = resource.status.get("retry")
+    if isinstance(retry, Mapping):
+        at = _parse_time(retry.get("nextAttemptTime"))
+        return Wake.RETRY, max(0.0, (at - now).total_seconds()) if at else 0.0
+    stalled = resource.stalled_reason
+    if stalled in HEALABLE and policy.stalled_recheck:
+        return Wake.RECHECK, policy.stalled_recheck
+    if stalled is not None or not _pollable(resource):
+        return Wake.NEVER, None
+    if resource.cancelled or resource.spec.desired is DesiredState.RUNNING:
+        return Wake.POLL, None
+    return Wake.NEVER, None
 
-    Transient failures retry with the usual backoff; AccessDenied and other rejected requests
-    hold the finalizer and re-check slowly (the documented escape hatch releases it); every
-    other answer (accepted, already cancelled or finished, unknown execution) lets go.
+
+# --- the finalizer of deletionPolicy: Cancel -------------------------------------------------
+
+
+def _finalizer_wanted(resource: Resource) -> bool:
+    """Outside deletion: held for ``deletionPolicy: Cancel`` (kept as is for an invalid spec)."""
+    spec = resource.spec
+    if isinstance(spec, InvalidSpec):
+        return resource.finalized
+    return spec.deletion_policy is DeletionPolicy.CANCEL
+
+
+def _release(resource: Resource, outcome: Outcome) -> tuple[Event, ...] | None:
+    """During deletion: the Events of letting the object go, or None to hold the finalizer.
+
+    The finalizer is released only when the cancel was accepted, the execution is cancelled
+    or finished, it does not exist, the policy is ``Orphan``, the spec cannot be acted on, or
+    the escape-hatch annotation says so.
     """
-    if decision.retry_after is not None:
-        return decision.retry_after
-    stalled = cond.find(decision.status.get("conditions") or [], ConditionType.STALLED)
-    if (
-        stalled is not None
-        and stalled.get("status") == "True"
-        and stalled.get("reason")
-        in (
-            Reason.ACCESS_DENIED.value,
-            Reason.REQUEST_REJECTED.value,
-        )
-    ):
-        return policy.stalled_recheck or 60.0
-    return None
+    spec = resource.spec
+    if not resource.finalized or isinstance(outcome, SpecInvalid) or isinstance(spec, InvalidSpec):
+        return ()
+    if spec.deletion_policy is not DeletionPolicy.CANCEL:
+        return ()
+    match outcome:
+        case NoCall():
+            if resource.skip_cancel and not _nothing_to_cancel(resource):
+                message = f"deleted without cancelling the execution ({SKIP_CANCEL_ANNOTATION})"
+                return (Event("Warning", "CancelOnDeleteSkipped", message),)
+            return () if _nothing_to_cancel(resource) or resource.skip_cancel else None
+        case CancelAccepted():
+            return ()
+        case CancelRejected(description=description, describe_error=describe_error):
+            if description is not None:
+                phase = description.phase
+                ended = phase is Phase.CANCELLING or description.ended_by_cancel or phase.finished
+                return () if ended else None
+            if describe_error is not None and _not_found(describe_error):
+                return ()
+            return None
+        case Described(description=description):
+            return () if description.phase.finished else None
+        case CallFailed():
+            return None
+        case _:
+            assert_never(outcome)
+
+
+def _not_found(error: AwsError) -> bool:
+    return error.kind is ErrorKind.INVALID_REQUEST and "not found" in error.message.lower()
 
 
 # --- condition sets --------------------------------------------------------------------------
@@ -473,12 +601,11 @@ def _cancelled(reason: Reason, message: str) -> list[Condition]:
 
 
 def _retrying(resource: Resource, reason: Reason, message: str) -> list[Condition]:
-    cancel_wanted = resource.desired_state == CANCELLED
     return [
         Condition.false(ConditionType.READY, reason, message),
         (
             Condition.false(ConditionType.CANCELLED, reason, message)
-            if cancel_wanted
+            if _wants_cancel(resource)
             else Condition.false(ConditionType.CANCELLED, Reason.NOT_REQUESTED, _NOT_REQUESTED)
         ),
         Condition.true(ConditionType.RECONCILING, reason, message),
@@ -552,18 +679,20 @@ def _idle_running(status: Mapping[str, Any]) -> list[Condition]:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def _wants_cancel(resource: Resource) -> bool:
+    spec = resource.spec
+    if isinstance(spec, InvalidSpec):
+        return True
+    return spec.desired is DesiredState.CANCELLED or resource.deleting
+
+
 def _merge(resource: Resource, wanted: list[Condition], now: datetime) -> list[dict[str, Any]]:
     return cond.merge(resource.conditions, wanted, now=now, generation=resource.generation)
 
 
 def _stalled_events(resource: Resource, reason: Reason, message: str) -> tuple[Event, ...]:
     """A Warning only when the resource becomes Stalled or its reason changes (not per re-check)."""
-    previous = cond.find(resource.conditions, ConditionType.STALLED)
-    if (
-        previous is not None
-        and previous.get("status") == "True"
-        and previous.get("reason") == reason.value
-    ):
+    if resource.stalled_reason is reason:
         return ()
     return (Event("Warning", reason.value, message),)
 
@@ -585,7 +714,10 @@ def _attempts(status: Mapping[str, Any]) -> int:
 
 def _first_attempt(status: Mapping[str, Any]) -> datetime | None:
     retry = status.get("retry")
-    stamp = retry.get("firstAttemptTime") if isinstance(retry, Mapping) else None
+    return _parse_time(retry.get("firstAttemptTime")) if isinstance(retry, Mapping) else None
+
+
+def _parse_time(stamp: object) -> datetime | None:
     if not isinstance(stamp, str):
         return None
     try:
@@ -595,18 +727,7 @@ def _first_attempt(status: Mapping[str, Any]) -> datetime | None:
 
 
 def _operation(resource: Resource) -> str:
-    return "CancelTaskExecution" if resource.desired_state == CANCELLED else "DescribeTaskExecution"
-
-
-def _stalled_reason(resource: Resource) -> str | None:
-    stalled = cond.find(resource.conditions, ConditionType.STALLED)
-    if stalled is None or stalled.get("status") != "True":
-        return None
-    return str(stalled.get("reason"))
-
-
-def _enum_message(field_path: str, allowed: Sequence[str], got: object) -> str:
-    return f"{field_path} must be one of {', '.join(allowed)}, got {got!r}"
+    return "CancelTaskExecution" if _wants_cancel(resource) else "DescribeTaskExecution"
 
 
 def _str(value: object) -> str | None:

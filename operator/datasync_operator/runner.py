@@ -1,23 +1,30 @@
-"""Starting kopf in-process with the operator's registry, settings and logging.
+"""Starting the operator in-process: kopf, the controller, leader election, metrics, logging.
 
 Called by :mod:`.cli` (``datasync-operator run``) and by tests that run the real operator in a
-thread. Nothing here decides anything about DataSync: it only wires configuration into kopf.
+thread. Nothing here decides anything about DataSync: it only wires configuration together.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
+import os
+import socket
 import threading
 
 import kopf
 
 from datasync_operator.config import LogFormat, OperatorConfig
+from datasync_operator.controller import Controller, ControllerSettings
 from datasync_operator.datasync import DataSyncGateway
-from datasync_operator.handlers import register
+from datasync_operator.events import EventRecorder
+from datasync_operator.handlers import EVENT_COMPONENT, login, register
+from datasync_operator.kube import KubeClient
+from datasync_operator.leadership import LeaderElector, LeaseSettings, default_identity
 from datasync_operator.logs import ArnDirectory
 from datasync_operator.metrics import Metrics
+from datasync_operator.ratelimit import RegionalRateLimiter
 
 logger = logging.getLogger("datasync_operator")
 
@@ -36,19 +43,38 @@ def configure_logging(config: OperatorConfig, arns: ArnDirectory | None = None) 
         for handler in root.handlers:
             handler.addFilter(arns)
     # botocore logs request details (headers included) at DEBUG: never let them through.
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if root.level > logging.DEBUG:
+        # kopf logs every call of the event handler ("Handler 'observe' succeeded"): one line
+        # per watch event says nothing the controller's own lines do not.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
-def build_registry(
+def build_controller(
     config: OperatorConfig,
-    gateway: DataSyncGateway,
+    kube: KubeClient,
     metrics: Metrics,
-    arns: ArnDirectory | None = None,
-) -> kopf.OperatorRegistry:
-    registry = kopf.OperatorRegistry()
-    register(registry, config, gateway, metrics, arns)
-    return registry
+    *,
+    leading: asyncio.Event | None = None,
+    instance: str | None = None,
+) -> Controller:
+    gateway = DataSyncGateway(config.aws, metrics=metrics)
+    events = EventRecorder(
+        kube,
+        component=EVENT_COMPONENT,
+        instance=instance or os.environ.get("POD_NAME") or socket.gethostname(),
+    )
+    limiter = RegionalRateLimiter(config.aws.rate_limit, config.aws.rate_burst)
+    settings = ControllerSettings(
+        workers=config.workers,
+        poll_interval=config.poll_interval,
+        poll_share=config.poll_share,
+        resync_interval=config.resync_interval,
+    )
+    return Controller(
+        gateway, kube, metrics, config.policy, limiter, events, settings, leading=leading
+    )
 
 
 async def operate(
@@ -61,20 +87,50 @@ async def operate(
 ) -> None:
     """Run the operator until ``stop_flag`` is set or a signal stops it."""
     metrics = metrics or Metrics()
-    gateway = DataSyncGateway(config.aws, metrics=metrics)
-    registry = build_registry(config, gateway, metrics, arns)
-    priority = config.priority
-    if not config.standalone and priority is None:
-        # kopf peering pauses replicas of equal priority: give each replica a distinct one.
-        priority = random.SystemRandom().randint(1, 2**31 - 1)
+    kube = KubeClient(lambda: login(logger))
+    elector: LeaderElector | None = None
+    if not config.standalone:
+        election = config.leader_election
+        lease = LeaseSettings(
+            namespace=election.lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+            name=election.lease_name,
+            identity=election.identity or default_identity(),
+            duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+        )
+        elector = LeaderElector(kube, lease)
+    controller = build_controller(
+        config, kube, metrics, leading=elector.leading if elector else None
+    )
+    metrics.conditions.attach(controller.condition_counts)
+    if arns is not None:
+        arns.attach(controller.arn_of)
+    election_task: asyncio.Task[None] | None = None
+
+    def start() -> None:
+        nonlocal election_task
+        controller.start()
+        if elector is not None:
+            election_task = asyncio.create_task(elector.run(), name="leader election")
+
+    async def cleanup() -> None:
+        await controller.stop()
+        if election_task is not None:
+            election_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await election_task
+        controller.gateway.close()
+        await kube.close()
+
+    registry = kopf.OperatorRegistry()
+    register(registry, controller, on_startup=start, on_cleanup=cleanup)
     scope = "all namespaces" if config.all_namespaces else f"namespaces {list(config.namespaces)}"
-    mode = "standalone" if config.standalone else f"peering {config.peering_name!r} ({priority})"
+    mode = "standalone" if elector is None else f"leader election as {lease.identity}"
     logger.info("starting datasync-operator: %s, %s", scope, mode)
     await kopf.operator(
         registry=registry,
-        standalone=config.standalone,
-        peering_name=None if config.standalone else config.peering_name,
-        priority=priority or 0,
+        standalone=True,  # replicas coordinate through the Lease, not kopf's peering
         clusterwide=config.all_namespaces,
         namespaces=config.namespaces,
         liveness_endpoint=config.liveness_endpoint,

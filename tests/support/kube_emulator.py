@@ -51,11 +51,13 @@ What plain kmock 0.8 does NOT emulate, and what ``RealisticEmulator`` (used here
 - Empty ``finalizers``/``labels``/``annotations``/``ownerReferences`` are removed (the API
   server omits them).
 - ``name``/``namespace``/``uid``/``creationTimestamp``/``deletionTimestamp`` cannot be patched.
+- ``resourceVersion`` preconditions: kmock ignores them. Here a merge patch that names
+  ``metadata.resourceVersion`` is refused with 409 Conflict unless it is the object's current
+  one, as the API server does (the operator guards every write this way).
 
 Still NOT emulated (tests must not rely on them): OpenAPI schema validation, defaulting and
 pruning of unknown fields (kopf's handler results in ``status.<handler-id>`` are kept here but
-pruned by a real server); ``PUT`` (replace) and ``resourceVersion`` preconditions other than
-JSON-patch ``test``; strategic-merge semantics (treated as a JSON merge); label and field
+pruned by a real server); ``PUT`` (replace); strategic-merge semantics (treated as a JSON merge); label and field
 selectors (ignored: lists and watches return everything in the namespace); watch bookmarks,
 ``timeoutSeconds`` and ``410 Gone`` (a watch never ends on its own, and one from an old
 resourceVersion misses deletions in between); namespaces as real objects (they cannot be
@@ -388,6 +390,19 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         if request.subresource not in (None, "status"):
             return request
         old: dict[str, Any] = copy.deepcopy(self.objects[key].raw)
+        precondition = (
+            (request.data.get("metadata") or {}).get("resourceVersion")
+            if isinstance(request.data, dict)
+            else None
+        )
+        current = old.get("metadata", {}).get("resourceVersion")
+        if precondition is not None and str(precondition) != str(current):
+            raise kmock.KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"Operation cannot be fulfilled on {request.name}: the object has been "
+                "modified; please apply your changes to the latest version and try again",
+            )
         try:
             patched = kmock.Object(copy.deepcopy(old))
             patched.patch(request.data)

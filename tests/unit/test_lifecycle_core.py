@@ -22,13 +22,12 @@ from datasync_operator.reconcile import (
     CancelAccepted,
     CancelRejected,
     Described,
+    NoCall,
     Policy,
     Resource,
+    Wake,
     conclude,
-    deletion_retry_delay,
     plan,
-    plan_deletion,
-    plan_refresh,
 )
 
 ARN = "arn:aws:datasync:us-east-1:111122223333:task/task-0123456789abcdef0/execution/exec-0123456789abcdef1"
@@ -37,9 +36,24 @@ NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 POLICY = Policy()
 
 
-def resource(desired: str = "Running", status: dict[str, Any] | None = None, **spec: Any) -> Resource:
+def resource(
+    desired: str = "Running",
+    status: dict[str, Any] | None = None,
+    *,
+    deleting: bool = False,
+    finalized: bool = False,
+    skip: bool = False,
+    **spec: Any,
+) -> Resource:
+    metadata: dict[str, Any] = {"name": "n", "namespace": "ns", "generation": 1}
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-11-29T12:00:00Z"
+    if finalized:
+        metadata["finalizers"] = ["example.com/other", "datasync.operator.io/finalizer"]
+    if skip:
+        metadata["annotations"] = {"datasync.operator.io/skip-cancel-on-delete": "true"}
     return Resource.from_body({
-        "metadata": {"name": "n", "namespace": "ns", "generation": 1},
+        "metadata": metadata,
         "spec": {"executionArn": ARN, "desiredState": desired, **spec},
         "status": status or {},
     })
@@ -74,73 +88,111 @@ def test_describe_answer_tolerates_missing_and_odd_fields() -> None:
     assert description.as_status() == {"status": "UNKNOWN"}
 
 
-def test_refresh_plans_until_finished() -> None:
+def test_polls_until_finished() -> None:
     observed = decide(resource(), Described(Description("TRANSFERRING"))).status
-    assert plan_refresh(resource(status=observed)).action is Action.DESCRIBE
+    assert plan(resource(status=observed), due=True).action is Action.DESCRIBE
     for final in ("SUCCESS", "ERROR"):
-        done = decide(resource(), Described(Description(final))).status
-        assert plan_refresh(resource(status=done)).action is Action.NOTHING
+        done = decide(resource(), Described(Description(final)))
+        assert done.wake is Wake.NEVER
+        assert plan(resource(status=done.status), due=True).action is Action.NOTHING
 
 
-def test_refresh_leaves_the_first_look_to_the_reconcile_handler() -> None:
-    assert plan_refresh(resource()).action is Action.NOTHING
-    assert plan_refresh(resource(status={"executionStatus": "TRANSFERRING"})).action is (
-        Action.NOTHING
-    )
-
-
-def test_refresh_leaves_retrying_stalled_and_pending_cancels_alone() -> None:
+def test_a_poll_never_runs_ahead_of_a_pending_retry_or_stall() -> None:
     retrying = decide(resource("Cancelled"), CallFailed(AwsError(ErrorKind.SERVER, "InternalException", "x", 500)))
-    assert plan_refresh(resource("Cancelled", retrying.status)).action is Action.NOTHING
+    assert plan(resource("Cancelled", retrying.status)).action is Action.NOTHING
     denied = decide(resource(), CallFailed(AwsError(ErrorKind.ACCESS_DENIED, "AccessDenied", "x", 403)))
-    assert plan_refresh(resource(status=denied.status)).action is Action.NOTHING
-    assert plan_refresh(resource("Cancelled")).action is Action.NOTHING
+    assert plan(resource(status=denied.status)).action is Action.NOTHING
 
 
 def test_refresh_of_a_cancelled_execution_keeps_the_verdict() -> None:
     cancelled = decide(resource("Cancelled"), CancelAccepted()).status
-    assert plan_refresh(resource("Cancelled", cancelled)).action is Action.DESCRIBE
+    assert plan(resource("Cancelled", cancelled)).action is Action.NOTHING
+    assert plan(resource("Cancelled", cancelled), due=True).action is Action.DESCRIBE
     refreshed = decide(resource("Cancelled", cancelled), Described(Description("ERROR")))
     assert refreshed.status["executionStatus"] == "ERROR"
     assert refreshed.status["conditions"] == cancelled["conditions"]
     assert refreshed.events == ()
-    assert plan_refresh(resource("Cancelled", {**cancelled, **refreshed.status})).action is Action.NOTHING
+    assert refreshed.wake is Wake.NEVER
+    settled = resource("Cancelled", {**cancelled, **refreshed.status})
+    assert plan(settled, due=True).action is Action.NOTHING
 
 
 # --- deletion ----------------------------------------------------------------------------------
 
 
+def test_the_finalizer_is_wanted_for_deletion_policy_cancel_only() -> None:
+    observed = Described(Description("TRANSFERRING"))
+    assert decide(resource(deletionPolicy="Cancel"), observed).finalizer is True
+    assert decide(resource(), observed).finalizer is False
+    assert decide(resource(deletionPolicy="Orphan", finalized=True), observed).finalizer is False
+
+
 def test_deletion_plans() -> None:
-    assert plan_deletion(resource(deletionPolicy="Cancel")).action is Action.CANCEL
-    assert plan_deletion(resource()).action is Action.NOTHING  # Orphan by default
-    assert plan_deletion(resource(deletionPolicy="Orphan")).action is Action.NOTHING
+    def deleting(*args: Any, **kwargs: Any) -> Action:
+        return plan(resource(*args, deleting=True, **kwargs)).action
+
+    assert deleting(deletionPolicy="Cancel", finalized=True) is Action.CANCEL
+    assert deleting(deletionPolicy="Cancel") is Action.NOTHING  # not ours to hold
+    assert deleting(finalized=True) is Action.NOTHING  # Orphan by default
+    assert deleting(deletionPolicy="Cancel", finalized=True, skip=True) is Action.NOTHING
     finished = {"executionStatus": "SUCCESS"}
-    assert plan_deletion(resource(status=finished, deletionPolicy="Cancel")).action is Action.NOTHING
+    assert deleting(status=finished, deletionPolicy="Cancel", finalized=True) is Action.NOTHING
     cancelled = decide(resource("Cancelled"), CancelAccepted()).status
-    assert plan_deletion(resource("Cancelled", cancelled, deletionPolicy="Cancel")).action is (
+    assert deleting("Cancelled", cancelled, deletionPolicy="Cancel", finalized=True) is (
         Action.NOTHING
     )
 
 
+INVALID = AwsError(ErrorKind.INVALID_REQUEST, "InvalidRequestException", "x", 400)
+
+
 @pytest.mark.parametrize(
-    ("outcome", "blocks"),
+    ("outcome", "holds"),
     [
         (CancelAccepted(), False),
-        (CancelRejected(AwsError(ErrorKind.INVALID_REQUEST, "InvalidRequestException", "x", 400),
-                        Description("SUCCESS")), False),
-        (CancelRejected(AwsError(ErrorKind.INVALID_REQUEST, "InvalidRequestException", "gone", 400),
-                        describe_error=AwsError(ErrorKind.INVALID_REQUEST, "InvalidRequestException", "gone", 400)), False),
+        (CancelRejected(INVALID, Description("SUCCESS")), False),
+        (CancelRejected(INVALID, Description("ERROR")), False),
+        (CancelRejected(INVALID, Description("CANCELLING")), False),
+        (CancelRejected(INVALID, describe_error=AwsError(
+            ErrorKind.INVALID_REQUEST, "InvalidRequestException", "Sync task arn:x is not found.", 400)), False),
+        # refused while the execution can still run: the cancel may still succeed, hold on
+        (CancelRejected(INVALID, Description("QUEUED")), True),
+        (CancelRejected(INVALID, Description("LAUNCHING")), True),
+        (CancelRejected(INVALID, describe_error=AwsError(
+            ErrorKind.INVALID_REQUEST, "InvalidRequestException", "some other refusal", 400)), True),
+        (CancelRejected(INVALID, describe_error=AwsError(ErrorKind.REJECTED, "ValidationException", "x", 400)), True),
         (CallFailed(AwsError(ErrorKind.SERVER, "InternalException", "x", 500)), True),
         (CallFailed(AwsError(ErrorKind.NETWORK, "ConnectionClosedError", "x")), True),
         (CallFailed(AwsError(ErrorKind.ACCESS_DENIED, "AccessDenied", "x", 403)), True),
     ],
 )
-def test_deletion_is_held_only_while_a_cancel_can_still_succeed(outcome: Any, blocks: bool) -> None:
-    decision = decide(resource("Running", deletionPolicy="Cancel"), outcome)
-    delay = deletion_retry_delay(decision, POLICY)
-    assert (delay is not None) is blocks
-    if blocks:
-        assert delay is not None and delay > 0
+def test_deletion_is_held_only_while_a_cancel_can_still_succeed(outcome: Any, holds: bool) -> None:
+    decision = decide(resource("Running", deletionPolicy="Cancel", deleting=True, finalized=True), outcome)
+    assert decision.finalizer is holds
+    assert decision.write_status is holds  # a held deletion says why in status
+    if holds:
+        assert decision.wake in (Wake.RETRY, Wake.RECHECK)
+        assert decision.after is not None and decision.after > 0
+    else:
+        assert decision.wake is Wake.NEVER
+
+
+def test_skip_annotation_releases_at_once_with_a_warning() -> None:
+    decision = decide(
+        resource(deletionPolicy="Cancel", deleting=True, finalized=True, skip=True), NoCall()
+    )
+    assert decision.finalizer is False
+    assert [e.reason for e in decision.events] == ["CancelOnDeleteSkipped"]
+
+
+def test_a_waiting_deletion_keeps_its_finalizer_until_the_retry_is_due() -> None:
+    failed = decide(resource(deletionPolicy="Cancel", deleting=True, finalized=True),
+                    CallFailed(AwsError(ErrorKind.SERVER, "InternalException", "x", 500)))
+    waiting = resource(status=failed.status, deletionPolicy="Cancel", deleting=True, finalized=True)
+    assert plan(waiting).action is Action.NOTHING
+    assert plan(waiting, due=True).action is Action.CANCEL
+    decision = decide(waiting, NoCall())
+    assert (decision.finalizer, decision.wake) == (True, Wake.RETRY)
 
 
 def test_invalid_deletion_policy_is_an_invalid_spec() -> None:
@@ -250,31 +302,25 @@ def test_regional_limiter_is_safe_across_threads() -> None:
 # --- metrics and log enrichment -----------------------------------------------------------------
 
 
-def test_condition_gauge_counts_from_the_index() -> None:
+def test_condition_gauge_counts_what_the_controller_reports() -> None:
     metrics = Metrics()
-    metrics.conditions.attach({("Ready", "True"): ["a", "b"], ("Stalled", "True"): ["c"]})
+    metrics.conditions.attach(lambda: iter([("Ready", "True", 2), ("Stalled", "True", 1)]))
     value = metrics.registry.get_sample_value
     assert value("datasync_operator_resources", {"condition": "Ready", "status": "True"}) == 2
     assert value("datasync_operator_resources", {"condition": "Stalled", "status": "True"}) == 1
-    assert value("datasync_operator_resources", {"condition": "Cancelled", "status": "True"}) == 0
 
 
 def test_arn_directory_stamps_records_of_known_resources_only() -> None:
-    directory = ArnDirectory(recent=2)
-    directory.attach({"uid-old": [ARN]})
-    directory.remember("uid-new", "arn:new")
+    directory = ArnDirectory()
+    directory.attach(lambda namespace, name: ARN if (namespace, name) == ("ns", "known") else None)
 
-    def record(uid: str | None) -> logging.LogRecord:
+    def record(ref: dict[str, str] | None) -> logging.LogRecord:
         made = logging.LogRecord("kopf.objects", logging.INFO, __file__, 1, "m", None, None)
-        if uid is not None:
-            made.k8s_ref = {"uid": uid}
+        if ref is not None:
+            made.k8s_ref = ref
         directory.filter(made)
         return made
 
-    assert getattr(record("uid-old"), "executionArn", None) == ARN
-    assert getattr(record("uid-new"), "executionArn", None) == "arn:new"
-    assert not hasattr(record("uid-unknown"), "executionArn")
+    assert getattr(record({"namespace": "ns", "name": "known"}), "executionArn", None) == ARN
+    assert not hasattr(record({"namespace": "ns", "name": "other"}), "executionArn")
     assert not hasattr(record(None), "executionArn")
-    for uid in ("a", "b", "c"):
-        directory.remember(uid, f"arn:{uid}")
-    assert getattr(record("uid-new"), "executionArn", None) is None  # evicted, not in the index

@@ -22,6 +22,7 @@ from datasync_operator.reconcile import (
     Policy,
     Resource,
     SpecInvalid,
+    Wake,
     conclude,
     plan,
 )
@@ -124,9 +125,66 @@ def test_plan_invalid_spec_makes_no_call(arn: object, desired: str, words: str) 
     assert words in step.invalid_spec
 
 
-def test_plan_stalled_access_denied_tries_again() -> None:
+def test_plan_stalled_access_denied_tries_again_when_the_recheck_is_due() -> None:
     denied = decide(resource(), CallFailed(err(ErrorKind.ACCESS_DENIED, "AccessDenied", 403)))
-    assert plan(resource(status=denied.status)).action is Action.CANCEL
+    assert (denied.wake, denied.after) == (Wake.RECHECK, 600.0)
+    assert plan(resource(status=denied.status)).action is Action.NOTHING  # an unrelated event
+    assert plan(resource(status=denied.status), due=True).action is Action.CANCEL
+    assert plan(resource(generation=2, status=denied.status)).action is Action.CANCEL  # spec change
+
+
+def test_plan_retry_waits_for_its_time_unless_the_spec_changes() -> None:
+    failed = decide(resource(), CallFailed(err(ErrorKind.SERVER, "InternalException", 500)))
+    assert failed.wake is Wake.RETRY
+    assert plan(resource(status=failed.status)).action is Action.NOTHING
+    assert plan(resource(status=failed.status), due=True).action is Action.CANCEL
+    assert plan(resource(generation=2, status=failed.status)).action is Action.CANCEL
+
+
+def test_plan_running_describes_first_then_only_when_the_poll_is_due() -> None:
+    observed = decide(resource("Running"), Described(Description("TRANSFERRING")))
+    assert observed.wake is Wake.POLL
+    assert plan(resource("Running", status=observed.status)).action is Action.NOTHING
+    assert plan(resource("Running", status=observed.status), due=True).action is Action.DESCRIBE
+    assert plan(resource("Cancelled", generation=2, status=observed.status)).action is (
+        Action.CANCEL
+    )
+
+
+DENIED = err(ErrorKind.ACCESS_DENIED, "AccessDenied", 403)
+THROTTLED = err(ErrorKind.THROTTLED, "ThrottlingException", 400)
+
+
+@pytest.mark.parametrize(
+    ("desired", "arn", "outcome", "wake"),
+    [
+        ("Running", ARN, Described(Description("TRANSFERRING")), Wake.POLL),
+        ("Running", ARN, Described(Description("SUCCESS")), Wake.NEVER),
+        ("Cancelled", ARN, CancelAccepted(), Wake.POLL),
+        ("Cancelled", ARN, CallFailed(THROTTLED), Wake.RETRY),
+        ("Cancelled", ARN, CallFailed(DENIED), Wake.RECHECK),
+        ("Cancelled", ARN, CancelRejected(INVALID, Description("SUCCESS")), Wake.NEVER),
+        ("Cancelled", "nope", SpecInvalid("bad"), Wake.NEVER),
+    ],
+)
+def test_at_rest_the_wake_follows_from_the_status_alone(
+    desired: str, arn: str, outcome: Outcome, wake: Wake
+) -> None:
+    """After a restart (no timer in memory) the status alone says when to look again."""
+    first = decide(resource(desired, arn=arn), outcome)
+    assert first.wake is wake
+    again = decide(resource(desired, arn=arn, status=first.status), NoCall())
+    assert again.wake is wake
+    assert again.changes(first.status) == {}
+
+
+def test_at_rest_a_retry_resumes_at_its_recorded_time() -> None:
+    failed = decide(resource(), CallFailed(err(ErrorKind.SERVER, "InternalException", 500)), seed=3)
+    later = decide(resource(status=failed.status), NoCall(), now=NOW + timedelta(seconds=1))
+    recorded = datetime.strptime(failed.status["retry"]["nextAttemptTime"], "%Y-%m-%dT%H:%M:%SZ")
+    expected = (recorded.replace(tzinfo=UTC) - (NOW + timedelta(seconds=1))).total_seconds()
+    assert later.wake is Wake.RETRY
+    assert later.after == max(0.0, expected)
 
 
 def test_plan_is_idempotent() -> None:

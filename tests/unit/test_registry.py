@@ -1,46 +1,41 @@
-"""The handlers the operator registers with kopf, and the finalizer rules they imply."""
+"""What the operator registers with kopf: one event handler and activities, nothing that writes.
+
+kopf writes to objects (progress and last-handled annotations, its finalizer) only for
+change-detecting handlers (create/update/resume/delete), timers and daemons. The operator has
+none: the controller is the objects' only writer.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import kopf
-from kopf._core.intents import handlers as kopf_handlers
 
 from datasync_operator.config import OperatorConfig
-from datasync_operator.datasync import DataSyncGateway
+from datasync_operator.handlers import register
+from datasync_operator.kube import KubeClient
 from datasync_operator.metrics import Metrics
-from datasync_operator.runner import build_registry
+from datasync_operator.runner import build_controller
 
 
 def registry() -> Any:
     metrics = Metrics()
-    gateway = DataSyncGateway(metrics=metrics)
-    try:
-        return build_registry(OperatorConfig(all_namespaces=True), gateway, metrics)
-    finally:
-        gateway.close()
+    controller = build_controller(OperatorConfig(all_namespaces=True), KubeClient(lambda: None), metrics)
+    made = kopf.OperatorRegistry()
+    register(made, controller)
+    controller.gateway.close()
+    return made
 
 
-def test_timers_never_require_a_finalizer() -> None:
-    timers = [
-        h for h in registry()._spawning._handlers if isinstance(h, kopf_handlers.TimerHandler)
-    ]
-    assert {t.id for t in timers} == {"recheck-stalled", "refresh-execution"}
-    assert all(t.requires_finalizer is False for t in timers)
+def test_one_event_handler_and_no_handler_that_makes_kopf_write() -> None:
+    made = registry()
+    watching = made._watching.get_all_handlers()
+    assert [h.id for h in watching] == ["observe"]
+    assert made._changing.get_all_handlers() == []
+    assert made._spawning.get_all_handlers() == []
+    assert made._indexing.get_all_handlers() == []
 
 
-def test_only_the_cancel_on_delete_handler_requires_a_finalizer() -> None:
-    changing = registry()._changing._handlers
-    requiring = [h for h in changing if h.requires_finalizer]
-    assert [h.id for h in requiring] == ["cancel-on-delete"]
-    assert requiring[0].when is not None
-    assert requiring[0].when(spec={"deletionPolicy": "Cancel"}) is True
-    assert requiring[0].when(spec={"deletionPolicy": "Orphan"}) is False
-    assert requiring[0].when(spec={}) is False
-
-
-def test_reconcile_is_registered_for_create_update_resume() -> None:
-    reconcile = [h for h in registry()._changing._handlers if h.id == "reconcile"]
-    assert {h.reason for h in reconcile} == {kopf.Reason.CREATE, kopf.Reason.UPDATE, None}
-    assert [h.initial for h in reconcile if h.reason is None] == [True]  # resume
+def test_activities_configure_log_in_and_clean_up() -> None:
+    activities = {h.activity.value for h in registry()._activities.get_all_handlers()}
+    assert {"startup", "authentication", "cleanup"} <= activities

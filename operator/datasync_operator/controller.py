@@ -1,0 +1,544 @@
+"""The controller: a compact store of the latest objects, one keyed work queue, N workers.
+
+kopf watches; its event handler (:mod:`.handlers`) only calls :meth:`Controller.observe`, which
+records a compact copy of the object and enqueues its key. Workers take keys from the
+:class:`.workqueue.WorkQueue` (one entry per key, priorities, per-key backoff, at most one worker
+per key, so every object has exactly one writer), ask the decision core (:mod:`.reconcile`) what
+to do, make at most the AWS call it asked for (after a rate-limit wait on the event loop, never in
+a thread), write status once, guarded by the resourceVersion they read, and schedule the next
+wake-up the decision asked for (polls, retries, re-checks all live in the queue's one timer heap).
+Any failure, Kubernetes' or AWS's, requeues the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from datasync_operator import FINALIZER, GROUP, KIND, PLURAL, SKIP_CANCEL_ANNOTATION, VERSION
+from datasync_operator.conditions import ConditionStatus, ConditionType
+from datasync_operator.datasync import DataSyncGateway, Target, role_session_name
+from datasync_operator.errors import INVALID_REQUEST_CODE, AwsError
+from datasync_operator.events import EventRecorder, Involved
+from datasync_operator.kube import Conflict, KubeApiError, KubeClient, NotFound, ResourceRef
+from datasync_operator.metrics import Metrics
+from datasync_operator.ratelimit import RegionalRateLimiter
+from datasync_operator.reconcile import (
+    Action,
+    CallFailed,
+    CancelAccepted,
+    CancelRejected,
+    Decision,
+    Described,
+    NoCall,
+    Outcome,
+    Plan,
+    Policy,
+    Resource,
+    SpecInvalid,
+    Wake,
+    conclude,
+    plan,
+)
+from datasync_operator.schedule import PollSchedule
+from datasync_operator.spec import InvalidSpec, Spec, parse_spec
+from datasync_operator.workqueue import Priority, QueueShutDown, WorkQueue
+
+logger = logging.getLogger("datasync_operator.controller")
+
+#: The DataSyncExecution resource, for the operator's own requests.
+RESOURCE = ResourceRef(GROUP, VERSION, PLURAL)
+Key = tuple[str, str]  # (namespace, name)
+
+_CONDITION_TYPES = tuple(ConditionType)
+_CONDITION_STATUSES = tuple(ConditionStatus)
+_EMPTY: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Record:
+    """The compact copy of an object the controller keeps (never the whole body)."""
+
+    uid: str
+    resource_version: str
+    generation: int | None
+    spec: Spec | InvalidSpec
+    #: The status, as compact JSON: parsed only when the object is reconciled.
+    status_json: str
+    deleting: bool
+    finalizers: tuple[str, ...]
+    skip_cancel: bool
+    #: (condition type, status) pairs packed in 2 bits per type, for the resources gauge.
+    summary: int
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Record:
+        meta = body.get("metadata") or {}
+        status = body.get("status")
+        status = status if isinstance(status, Mapping) else {}
+        generation = meta.get("generation")
+        annotations = meta.get("annotations") or {}
+        finalizers = meta.get("finalizers") or ()
+        return cls(
+            uid=str(meta.get("uid") or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
+            generation=generation if isinstance(generation, int) else None,
+            spec=parse_spec(body.get("spec")),
+            status_json=json.dumps(status, separators=(",", ":")) if status else "",
+            deleting=bool(meta.get("deletionTimestamp")),
+            finalizers=tuple(str(f) for f in finalizers) if finalizers else _EMPTY,
+            skip_cancel=str(annotations.get(SKIP_CANCEL_ANNOTATION, "")).lower() == "true",
+            summary=_summarize(status.get("conditions")),
+        )
+
+    def resource(self, key: Key) -> Resource:
+        status = json.loads(self.status_json) if self.status_json else {}
+        return Resource(
+            spec=self.spec,
+            generation=self.generation,
+            status=status,
+            namespace=key[0],
+            name=key[1],
+            deleting=self.deleting,
+            finalized=FINALIZER in self.finalizers,
+            skip_cancel=self.skip_cancel,
+        )
+
+    def newer_than(self, other: Record) -> bool:
+        """Whether this copy is newer (resourceVersions are compared as etcd revisions)."""
+        mine, theirs = self.resource_version, other.resource_version
+        if mine.isdigit() and theirs.isdigit():
+            return int(mine) > int(theirs)
+        return mine != theirs
+
+
+def _summarize(conditions: object) -> int:
+    packed = 0
+    if not isinstance(conditions, list):
+        return packed
+    for condition in conditions:
+        if not isinstance(condition, Mapping):
+            continue
+        try:
+            type_index = _CONDITION_TYPES.index(ConditionType(str(condition.get("type"))))
+            status_index = _CONDITION_STATUSES.index(ConditionStatus(str(condition.get("status"))))
+        except ValueError:
+            continue
+        packed |= (status_index + 1) << (2 * type_index)
+    return packed
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    workers: int = 16
+    poll_interval: float = 60.0
+    poll_share: float = 0.5
+    resync_interval: float = 600.0
+    #: Longest a graceful stop waits for reconciles in flight.
+    stop_grace: float = 10.0
+
+
+@dataclass(slots=True)
+class _Timer:
+    at: float
+    wake: Wake
+
+
+class Controller:
+    """The work queue, its workers, and the compact store they read."""
+
+    def __init__(
+        self,
+        gateway: DataSyncGateway,
+        kube: KubeClient,
+        metrics: Metrics,
+        policy: Policy,
+        limiter: RegionalRateLimiter,
+        events: EventRecorder,
+        settings: ControllerSettings | None = None,
+        *,
+        leading: asyncio.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.kube = kube
+        self.metrics = metrics
+        self.policy = policy
+        self.limiter = limiter
+        self.events = events
+        self.settings = settings or ControllerSettings()
+        self.leading = leading
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.rng = rng or random.Random()
+        self.store: dict[Key, Record] = {}
+        self.queue: WorkQueue[Key] = WorkQueue(clock=clock, rng=self.rng)
+        self.schedule = PollSchedule(
+            interval=self.settings.poll_interval or 60.0,
+            rate=limiter.rate,
+            share=self.settings.poll_share,
+            rng=self.rng,
+        )
+        self._timers: dict[Key, _Timer] = {}
+        self._poll_slots: set[Key] = set()
+        #: Cancels DataSync accepted whose status is not written yet: (uid, when).
+        self._accepted: dict[Key, tuple[str, datetime]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: list[asyncio.Task[None]] = []
+        self._sweep_wanted = asyncio.Event()
+
+    # --- the kopf side: record and enqueue -----------------------------------------------
+
+    def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Record the latest copy of an object from a watch event and enqueue its key."""
+        meta = body.get("metadata") or {}
+        key: Key = (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        if event_type == "DELETED":
+            self._drop(key)
+            return
+        record = Record.from_body(body)
+        if not self._remember(key, record):
+            return  # our own write coming back, or an older copy than the one we hold
+        if event_type is None:  # listed: the initial list, or a relist after a watch gap
+            self._sweep_wanted.set()
+            self.queue.add(key, Priority.LOW)
+        else:
+            self.queue.add(key, Priority.NORMAL)
+
+    def _remember(self, key: Key, record: Record) -> bool:
+        old = self.store.get(key)
+        if old is not None and old.uid == record.uid and not record.newer_than(old):
+            return False
+        if old is not None and old.uid != record.uid:
+            self._forget_state(key)  # deleted and created again under the same name
+        self.store[key] = record
+        return True
+
+    def _drop(self, key: Key) -> None:
+        self.store.pop(key, None)
+        self._forget_state(key)
+        self.queue.remove(key)
+
+    def _forget_state(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self._poll_slots.discard(key)
+        self._accepted.pop(key, None)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"datasync-worker-{n}")
+            for n in range(self.settings.workers)
+        ]
+        self._background = [
+            asyncio.create_task(self._sweeper(), name="datasync-ghost-sweeper"),
+            asyncio.create_task(self.events.run(), name="datasync-event-poster"),
+        ]
+
+    async def stop(self) -> None:
+        """Finish the reconciles in flight (up to the grace period), then stop the workers."""
+        self.queue.shutdown()
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(self._tasks, timeout=self.settings.stop_grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks = []
+
+    def is_leader(self) -> bool:
+        return self.leading is None or self.leading.is_set()
+
+    # --- workers ---------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            if self.leading is not None:
+                await self.leading.wait()
+            try:
+                key = await self.queue.get()
+            except QueueShutDown:
+                return
+            try:
+                if not self.is_leader():
+                    self.queue.add(key)  # leadership was lost while waiting: leave it queued
+                    continue
+                await self.reconcile(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.internal_errors.labels(type(exc).__name__).inc()
+                logger.exception("reconcile of %s/%s failed; requeued with backoff", *key)
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+                self.metrics.queue_depth.set(len(self.queue))
+
+    async def reconcile(self, key: Key) -> None:
+        """One level-based step for one key: read, decide, call, write, schedule."""
+        record = self.store.get(key)
+        if record is None:
+            self._drop(key)
+            return
+        resource = record.resource(key)
+        log = _object_logger(key, record)
+        now = self.clock()
+        timer = self._timers.get(key)
+        due = timer is not None and timer.at <= now + 1e-3
+        step = plan(resource, due=due)
+        accepted = self._accepted.get(key)
+        if accepted is not None and accepted[0] == record.uid and step.action is Action.CANCEL:
+            outcome: Outcome = CancelAccepted(at=accepted[1])  # done before; not written yet
+        else:
+            if not await self._rate_gate(key, step, due=due, timer=timer):
+                return  # deferred to its rate-limit slot (the key is queued again)
+            outcome = await self._carry_out(resource, step, log)
+        if isinstance(outcome, CancelAccepted) and outcome.at is None:
+            accepted = (record.uid, self.wall_clock())
+            self._accepted[key] = accepted
+            outcome = CancelAccepted(at=accepted[1])
+        decision = conclude(
+            resource, outcome, now=self.wall_clock(), policy=self.policy, rng=self.rng
+        )
+        try:
+            await self._write(key, record, resource, decision)
+        except Conflict:
+            log.debug("status write conflicted with a newer object; reconciling that one")
+            await self._refetch(key)
+            return
+        except NotFound:
+            self._drop(key)
+            return
+        except KubeApiError as error:
+            delay = self.queue.add_rate_limited(key, Priority.NORMAL)
+            log.warning("could not write to the API server (%s); retrying in %.1fs", error, delay)
+            return
+        self._accepted.pop(key, None)
+        self.queue.forget(key)
+        self._report(key, record, decision, log)
+        if decision.finalizer or not resource.deleting:
+            self._schedule(key, decision, called=not isinstance(outcome, NoCall), timer=timer)
+        else:
+            self._forget_state(key)
+
+    async def _rate_gate(self, key: Key, step: Plan, *, due: bool, timer: _Timer | None) -> bool:
+        """Wait for (cancels) or reserve (describes) a rate-limit slot; False if deferred."""
+        if step.action is Action.NOTHING or step.spec is None:
+            return True
+        region = step.spec.region
+        if step.action is Action.CANCEL:
+            waited = await self.limiter.acquire(region)
+            self.metrics.rate_limited.labels(region).observe(waited)
+            return True
+        polling = due and timer is not None and timer.wake is Wake.POLL
+        if polling and key not in self._poll_slots:
+            wait = self.schedule.reserve(region, self.clock())
+            if wait > 0:
+                self._poll_slots.add(key)
+                self.queue.add_after(key, wait, Priority.LOW)
+                return False
+        wait = self.limiter.try_take(region)
+        if wait > 0:
+            self.metrics.rate_limited.labels(region).observe(wait)
+            self.queue.add_after(key, wait, Priority.LOW)
+            return False
+        self._poll_slots.discard(key)
+        return True
+
+    async def _carry_out(self, resource: Resource, step: Plan, log: _Logger) -> Outcome:
+        if step.invalid is not None:
+            log.warning("invalid spec, no AWS call: %s", step.invalid.message)
+            return SpecInvalid(step.invalid.message)
+        spec = step.spec
+        if step.action is Action.NOTHING or spec is None:
+            return NoCall()
+        session = (
+            role_session_name(resource.namespace or "", resource.name or "")
+            if spec.role_arn
+            else None
+        )
+        target = Target(spec.arn, spec.role_arn, session)
+        if step.action is Action.DESCRIBE:
+            try:
+                return Described(await self.gateway.describe(target))
+            except AwsError as error:
+                return CallFailed(error)
+        try:
+            log.info("requesting CancelTaskExecution")
+            await self.gateway.cancel(target)
+        except AwsError as error:
+            if error.code != INVALID_REQUEST_CODE:
+                return CallFailed(error)
+            log.info("CancelTaskExecution refused (%s); describing the execution", error.message)
+            try:
+                return CancelRejected(error, description=await self.gateway.describe(target))
+            except AwsError as describe_error:
+                return CancelRejected(error, describe_error=describe_error)
+        return CancelAccepted()
+
+    async def _write(
+        self, key: Key, record: Record, resource: Resource, decision: Decision
+    ) -> None:
+        """The finalizer (when it must change) and the status, each guarded by resourceVersion."""
+        namespace, name = key
+        version = record.resource_version
+        if decision.finalizer != resource.finalized:
+            kept = [f for f in record.finalizers if f != FINALIZER]
+            wanted = [*kept, FINALIZER] if decision.finalizer else kept
+            body = await self.kube.patch(
+                RESOURCE,
+                namespace,
+                name,
+                {"metadata": {"finalizers": wanted}},
+                resource_version=version,
+            )
+            if not decision.finalizer:
+                return  # let go: the API server removes the object
+            updated = Record.from_body(body)
+            self._remember(key, updated)
+            version = updated.resource_version
+        changes = decision.changes(resource.status)
+        if not changes:
+            return
+        body = await self.kube.patch(
+            RESOURCE,
+            namespace,
+            name,
+            {"status": changes},
+            resource_version=version,
+            subresource="status",
+        )
+        self._remember(key, Record.from_body(body))
+
+    async def _refetch(self, key: Key) -> None:
+        """After a conflict: take the object as it is now and reconcile it again at once."""
+        try:
+            body = await self.kube.get(RESOURCE, key[0], key[1])
+        except NotFound:
+            self._drop(key)
+            return
+        except KubeApiError:
+            self.queue.add_rate_limited(key)
+            return
+        self._remember(key, Record.from_body(body))
+        self.queue.add(key, Priority.NORMAL)
+
+    def _report(self, key: Key, record: Record, decision: Decision, log: _Logger) -> None:
+        involved = Involved(key[0], key[1], record.uid)
+        for event in decision.events:
+            self.events.record(involved, event.type, event.reason, event.message)
+            level = logging.INFO if event.type == "Normal" else logging.WARNING
+            log.log(level, "%s: %s", event.reason, event.message)
+        if decision.outcome != "unchanged":
+            self.metrics.reconciles.labels(decision.outcome).inc()
+        if decision.retry_reason is not None:
+            self.metrics.retries.labels(decision.retry_reason.value).inc()
+        if decision.cancel_latency is not None:
+            self.metrics.cancel_latency.observe(decision.cancel_latency)
+
+    def _schedule(
+        self, key: Key, decision: Decision, *, called: bool, timer: _Timer | None
+    ) -> None:
+        """Set (or keep) the key's one timer as the decision asks; it lives in the queue's heap."""
+        now = self.clock()
+        wake = decision.wake
+        if wake is Wake.NEVER or (wake is Wake.POLL and self.settings.poll_interval <= 0):
+            self._timers.pop(key, None)
+            return
+        if timer is not None and timer.wake is wake and timer.at > now + 1e-3:
+            at = timer.at  # not due yet: an unrelated event does not push it back
+        elif wake is Wake.POLL:
+            first = timer is None and not called  # first sight after a (re)start: spread polls
+            at = now + (self.schedule.first_poll() if first else self.schedule.next_poll())
+        else:
+            at = now + (decision.after or 0.0)
+        self._timers[key] = _Timer(at, wake)
+        priority = Priority.NORMAL if wake is Wake.RETRY else Priority.LOW
+        self.queue.add_after(key, at - now, priority)
+
+    # --- ghosts ----------------------------------------------------------------------------
+
+    async def _sweeper(self) -> None:
+        """Drop keys of objects that no longer exist: after every relist, and periodically."""
+        interval = self.settings.resync_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_wanted.wait(), interval or None)
+            self._sweep_wanted.clear()
+            await asyncio.sleep(1.0)  # let a relist finish arriving
+            if self.is_leader():
+                try:
+                    await self.sweep()
+                except KubeApiError as error:
+                    logger.warning("ghost sweep failed (%s); next one after the next relist", error)
+
+    async def sweep(self) -> int:
+        """List the objects; drop every remembered key that the API server no longer has."""
+        namespaces = {namespace for namespace, _ in self.store}
+        listed: set[Key] = set()
+        for namespace in namespaces:
+            for body in await self.kube.list(RESOURCE, namespace):
+                meta = body.get("metadata") or {}
+                listed.add((str(meta.get("namespace")), str(meta.get("name"))))
+        dropped = 0
+        for key in [key for key in self.store if key not in listed]:
+            try:
+                await self.kube.get(RESOURCE, key[0], key[1])
+            except NotFound:
+                logger.info("dropping %s/%s: deleted while the watch was away", *key)
+                self._drop(key)
+                dropped += 1
+        return dropped
+
+    # --- observability ---------------------------------------------------------------------
+
+    def condition_counts(self) -> Iterator[tuple[str, str, int]]:
+        """(condition type, status, resources) for the resources gauge; nothing on a standby."""
+        if not self.is_leader():
+            return
+        counts = [[0] * len(_CONDITION_STATUSES) for _ in _CONDITION_TYPES]
+        for record in list(self.store.values()):
+            summary = record.summary
+            for type_index in range(len(_CONDITION_TYPES)):
+                status_index = (summary >> (2 * type_index)) & 3
+                if status_index:
+                    counts[type_index][status_index - 1] += 1
+        for type_index, type_ in enumerate(_CONDITION_TYPES):
+            for status_index, status in enumerate(_CONDITION_STATUSES):
+                yield type_.value, status.value, counts[type_index][status_index]
+
+    def arn_of(self, namespace: str, name: str) -> str | None:
+        record = self.store.get((namespace, name))
+        if record is None or isinstance(record.spec, InvalidSpec):
+            return None
+        return str(record.spec.arn)
+
+
+_Logger = logging.LoggerAdapter[logging.Logger]
+
+
+def _object_logger(key: Key, record: Record) -> _Logger:
+    """A logger whose lines carry the object reference (kopf's formatters) and the ARN."""
+    extra: dict[str, object] = {
+        "k8s_ref": {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "namespace": key[0],
+            "name": key[1],
+            "uid": record.uid,
+        },
+    }
+    if isinstance(record.spec, Spec):
+        extra["executionArn"] = str(record.spec.arn)
+    return logging.LoggerAdapter(logger, extra)
