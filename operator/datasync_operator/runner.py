@@ -45,10 +45,10 @@ def configure_logging(config: OperatorConfig, arns: ArnDirectory | None = None) 
     # botocore logs request details (headers included) at DEBUG: never let them through.
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if root.level > logging.DEBUG:
-        # kopf logs every call of the event handler ("Handler 'observe' succeeded"): one line
-        # per watch event says nothing the controller's own lines do not.
-        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # kopf's object lines are about its one handler, which only records the object: two lines
+    # per watch event ("Handler 'observe' is invoked/succeeded") that say nothing the
+    # controller's own lines do not. Its warnings and errors still come through.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def build_controller(
