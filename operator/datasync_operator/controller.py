@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from datasync_operator import FINALIZER, GROUP, KIND, PLURAL, SKIP_CANCEL_ANNOTATION, VERSION
+from datasync_operator.backoff import Backoff
 from datasync_operator.conditions import ConditionStatus, ConditionType
 from datasync_operator.datasync import DataSyncGateway, Target, role_session_name
 from datasync_operator.errors import INVALID_REQUEST_CODE, AwsError
@@ -144,6 +145,11 @@ class ControllerSettings:
     resync_interval: float = 600.0
     #: Longest a graceful stop waits for reconciles in flight.
     stop_grace: float = 10.0
+    #: Per-key backoff after a failed write or an operator bug (AWS failures follow the
+    #: reconcile policy instead): short, so that an API server back after an outage is used
+    #: within seconds.
+    failure_base_delay: float = 0.05
+    failure_max_delay: float = 30.0
 
 
 @dataclass(slots=True)
@@ -182,7 +188,11 @@ class Controller:
         self.wall_clock = wall_clock
         self.rng = rng or random.Random()
         self.store: dict[Key, Record] = {}
-        self.queue: WorkQueue[Key] = WorkQueue(clock=clock, rng=self.rng)
+        self.queue: WorkQueue[Key] = WorkQueue(
+            clock=clock,
+            rng=self.rng,
+            backoff=Backoff(self.settings.failure_base_delay, self.settings.failure_max_delay),
+        )
         self.schedule = PollSchedule(
             interval=self.settings.poll_interval or 60.0,
             rate=limiter.rate,

@@ -287,6 +287,7 @@ class ControlPlane:
         self._kubeconfig: Path | None = None
         self._admin_pair: KeyPair | None = None
         self._port = 0
+        self._etcd_client = 0
         self._kubeconfig_count = 0
 
     # --- properties ---
@@ -384,6 +385,7 @@ class ControlPlane:
         deadline = started + self.start_timeout
         self._start_etcd(etcd_client, etcd_peer)
         self._wait_etcd(etcd_client, deadline)
+        self._etcd_client = etcd_client
         self._start_apiserver(etcd_client, pki)
         self._kubeconfig = self._write_kubeconfig("admin", ADMIN_USER, self._admin_keypair())
         self._wait_ready(deadline)
@@ -413,6 +415,21 @@ class ControlPlane:
         self._port = 0
         if errors:
             raise ControlPlaneError(f"errors while stopping the control plane: {errors}")
+
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone (SIGTERM); etcd and every stored object stay."""
+        for process in [p for p in self._processes if p.name == "kube-apiserver"]:
+            process.stop()
+            self._processes.remove(process)
+
+    def start_apiserver(self, timeout: float = 60.0) -> None:
+        """Start kube-apiserver again on the same port and etcd; wait until it is ready."""
+        if self._workdir is None:
+            raise ControlPlaneError("the control plane has not been started")
+        if any(p.name == "kube-apiserver" for p in self._processes):
+            raise ControlPlaneError("kube-apiserver is already running")
+        self._start_apiserver(self._etcd_client, self._workdir / "pki")
+        self._wait_ready(time.monotonic() + timeout)
 
     # --- start-up steps ---
 
