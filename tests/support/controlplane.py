@@ -675,6 +675,26 @@ class ControlPlane:
         )
         return applied
 
+    def api_request(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        content_type: str = "application/merge-patch+json",
+        timeout: float = 10.0,
+    ) -> Any:
+        """Send a JSON body (a PATCH by default) to an API path as the admin; decoded answer."""
+        context = self._ssl_context(self._admin_keypair())
+        request = urllib.request.Request(
+            f"{self.server}{path}",
+            data=json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": content_type},
+        )
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return json.loads(response.read())
+
     def api_get(self, path: str, *, timeout: float = 10.0) -> Any:
         """GET an API path (e.g. ``/version``) as the admin and return the decoded JSON."""
         context = self._ssl_context(self._admin_keypair())
