@@ -1,7 +1,9 @@
 """What the chart promises besides its templates: its CRDs, its values schema, its versions.
 
-- the chart's DataSyncExecution CRD is byte-identical to the canonical ``crds/`` file;
-- its kopf peering CRDs declare exactly the resources kopf looks up for peering;
+- the chart's DataSyncExecution CRD is byte-identical to the canonical ``crds/`` file, and the
+  only CRD it installs (no kopf peering CRDs: replicas elect a leader through a Lease);
+- its Lease Role grants exactly the calls that leader election (``leadership.py``) makes on the
+  Lease the chart configures, and nothing more;
 - ``values.schema.json`` accepts the defaults and makes helm refuse wrong types, unknown keys
   and bad values with a message naming the field;
 - the chart's appVersion is the package version.
@@ -9,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import tomllib
 from pathlib import Path
@@ -18,11 +22,10 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support.helm import CHART_DIR, REPO_ROOT, Helm
+from tests.support.helm import CHART_DIR, NAMESPACE, REPO_ROOT, Helm, of_kind, one
 
 CANONICAL_CRD = REPO_ROOT / "crds" / "datasyncexecution.yaml"
 CHART_CRD = CHART_DIR / "crds" / "datasyncexecution.yaml"
-PEERING_CRDS = CHART_DIR / "crds" / "kopf-peering.yaml"
 
 
 def load_yaml(path: Path) -> Any:
@@ -41,47 +44,152 @@ def test_chart_crd_is_byte_identical_to_the_canonical_crd() -> None:
 
 
 def test_chart_crds_folder_holds_only_known_files() -> None:
-    # Helm installs every file in crds/: nothing else may slip in.
-    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == [
-        "datasyncexecution.yaml",
-        "kopf-peering.yaml",
+    # Helm installs every file in crds/: nothing else may slip in (kopf's peering CRDs are gone).
+    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == ["datasyncexecution.yaml"]
+
+
+# --- leader election: the Lease RBAC is what leadership.py calls -----------------------------
+
+
+#: How each KubeClient method reaches the API server, as an RBAC verb.
+RBAC_VERB = {"get": "get", "list": "list", "create": "create", "replace": "update", "patch": "patch"}
+
+
+class RecordingLeases:
+    """An in-memory Lease API (stale PUTs are 409s) that records every call as RBAC sees it:
+    (apiGroup, resource, verb, namespace, name in the URL or None)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str | None, str], dict[str, Any]] = {}
+        self.calls: set[tuple[str, str, str, str | None, str | None]] = set()
+        self.version = 0
+
+    def _record(self, method: str, ref: Any, namespace: str | None, name: str | None) -> None:
+        self.calls.add((ref.group, ref.plural, RBAC_VERB[method], namespace, name))
+
+    def _store(self, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        obj = copy.deepcopy(body)
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.objects[(namespace, obj["metadata"]["name"])] = obj
+        return copy.deepcopy(obj)
+
+    async def get(self, ref: Any, namespace: str | None, name: str) -> dict[str, Any]:
+        from datasync_operator.kube import NotFound
+
+        self._record("get", ref, namespace, name)
+        if (namespace, name) not in self.objects:
+            raise NotFound(404, "NotFound", "not found")
+        return copy.deepcopy(self.objects[(namespace, name)])
+
+    async def create(self, ref: Any, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        from datasync_operator.kube import Conflict
+
+        self._record("create", ref, namespace, None)  # POST to the collection: no name in the URL
+        if (namespace, body["metadata"]["name"]) in self.objects:
+            raise Conflict(409, "AlreadyExists", "already exists")
+        return self._store(namespace, body)
+
+    async def replace(
+        self, ref: Any, namespace: str | None, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        from datasync_operator.kube import Conflict
+
+        self._record("replace", ref, namespace, name)
+        current = self.objects[(namespace, name)]["metadata"]["resourceVersion"]
+        if body["metadata"].get("resourceVersion") != current:
+            raise Conflict(409, "Conflict", "the object has been modified")
+        return self._store(namespace, body)
+
+
+async def _drive_leader_election(api: RecordingLeases, namespace: str, name: str) -> None:
+    """Every path of the elector: create a new Lease, renew it, release it on stop; stand by
+    while another replica holds it; take an expired one over."""
+    from datasync_operator.leadership import LeaderElector, LeaseSettings
+
+    async def until(condition: Any) -> None:
+        async with asyncio.timeout(10):
+            while not condition():
+                await asyncio.sleep(0.01)
+
+    def settings(identity: str) -> LeaseSettings:
+        return LeaseSettings(namespace, name, identity, duration=0.6, renew_deadline=0.4,
+                             retry_period=0.05)
+
+    # A first replica creates the Lease, renews it, and releases it when stopped.
+    first = LeaderElector(api, settings("pod-a_1"))
+    task = asyncio.create_task(first.run())
+    await until(first.leading.is_set)
+    renewed = api.version
+    await until(lambda: api.version >= renewed + 2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not api.objects[(namespace, name)]["spec"].get("holderIdentity")  # released
+    # Another replica holds it (and stops renewing): a second one stands by, then takes over.
+    lease = api.objects[(namespace, name)]
+    api._store(namespace, {**lease, "spec": {**lease["spec"], "holderIdentity": "pod-b_2",
+                                              "leaseDurationSeconds": 1}})
+    second = LeaderElector(api, settings("pod-c_3"))
+    task = asyncio.create_task(second.run())
+    try:
+        await until(second.leading.is_set)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert api.objects[(namespace, name)]["spec"]["leaseTransitions"] >= 1
+
+
+def test_lease_rbac_is_exactly_what_leader_election_calls(helm: Helm) -> None:
+    from datasync_operator.leadership import LEASES
+
+    docs = helm.template({"replicaCount": 2})
+    container = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+    # The Lease the chart configures: its name, in the pod's namespace (the release namespace).
+    name = env["DATASYNC_OPERATOR_LEASE_NAME"]
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    namespace = one(docs, "Deployment")["metadata"]["namespace"]
+    assert namespace == NAMESPACE
+
+    api = RecordingLeases()
+    asyncio.run(_drive_leader_election(api, namespace, name))
+    assert {(group, resource) for group, resource, *_ in api.calls} == {(LEASES.group, LEASES.plural)}
+    assert {ns for *_, ns, _ in api.calls} == {namespace}
+    assert {n for *_, n in api.calls} <= {name, None}
+    # RBAC terms: (apiGroup, resource, verb, resourceNames); a call with no name in its URL
+    # (create) cannot be restricted by name.
+    needed = {(g, r, verb, (n,) if n else ()) for g, r, verb, _, n in api.calls}
+    assert needed == {
+        ("coordination.k8s.io", "leases", "get", (name,)),
+        ("coordination.k8s.io", "leases", "update", (name,)),
+        ("coordination.k8s.io", "leases", "create", ()),
+    }
+
+    granted = set()
+    lease_roles = [
+        role for role in of_kind(docs, "Role") + of_kind(docs, "ClusterRole")
+        if any("leases" in rule["resources"] for rule in role["rules"])
     ]
-
-
-def test_peering_crds_match_what_kopf_looks_up() -> None:
-    from kopf._cogs.structs import references  # the selectors kopf's peering engine uses
-
-    crds = list(yaml.safe_load_all(PEERING_CRDS.read_text()))
-    assert len(crds) == 2
-    for selector, scope in (
-        (references.CLUSTER_PEERINGS_K, "Cluster"),
-        (references.NAMESPACED_PEERINGS_K, "Namespaced"),
-    ):
-        matching = []
-        for crd in crds:
-            spec = crd["spec"]
-            for version in spec["versions"]:
-                resource = references.Resource(
-                    group=spec["group"],
-                    version=version["name"],
-                    plural=spec["names"]["plural"],
-                    kind=spec["names"]["kind"],
-                    singular=spec["names"]["singular"],
-                    namespaced=spec["scope"] == "Namespaced",
-                    subresources=frozenset(version.get("subresources", {})),
-                )
-                if selector.check(resource):
-                    matching.append((crd, version))
-        assert len(matching) == 1, f"{selector} matches {len(matching)} peering CRD versions"
-        crd, version = matching[0]
-        assert crd["metadata"]["name"] == f"{crd['spec']['names']['plural']}.{crd['spec']['group']}"
-        assert crd["spec"]["scope"] == scope
-        assert version["served"] and version["storage"]
-        # kopf merge-patches .status of the object itself: a status subresource would make it
-        # patch /status instead, which the chart's RBAC does not grant.
-        assert "subresources" not in version
-        status = version["schema"]["openAPIV3Schema"]["properties"]["status"]
-        assert status["x-kubernetes-preserve-unknown-fields"] is True
+    assert len(lease_roles) == 1
+    role = lease_roles[0]
+    assert role["kind"] == "Role" and role["metadata"]["namespace"] == namespace
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((group, resource, verb, tuple(rule.get("resourceNames") or ())))
+    assert granted == needed
+    # Bound to the operator's ServiceAccount, in the same namespace.
+    binding = one(
+        [b for b in of_kind(docs, "RoleBinding") if b["roleRef"]["name"] == role["metadata"]["name"]],
+        "RoleBinding",
+    )
+    assert binding["metadata"]["namespace"] == namespace
+    assert binding["subjects"] == [{
+        "kind": "ServiceAccount",
+        "name": one(docs, "ServiceAccount")["metadata"]["name"],
+        "namespace": namespace,
+    }]
 
 
 # --- values schema ---------------------------------------------------------------------------
@@ -130,6 +238,14 @@ def test_schema_covers_every_default_value() -> None:
         ({"aws": {"datasyncEndpointUrl": "datasync.local"}}, "datasyncEndpointUrl"),
         ({"networkPolicy": {"egressPorts": ["https"]}}, "egressPorts"),
         ({"podDisruptionBudget": {"minAvailable": "half"}}, "minAvailable"),
+        ({"peering": {"enabled": True}}, "peering"),
+        ({"leaderElection": {"leaseDuration": "15s"}}, "leaseDuration"),
+        ({"leaderElection": {"retryPeriod": 0}}, "retryPeriod"),
+        ({"leaderElection": {"enabled": "yes"}}, "enabled"),
+        ({"leaderElection": {"name": "other"}}, "name"),
+        ({"operator": {"workers": 0}}, "workers"),
+        ({"operator": {"pollShare": 1.5}}, "pollShare"),
+        ({"operator": {"resyncInterval": -1}}, "resyncInterval"),
     ],
 )
 def test_schema_rejects_bad_values_naming_the_field(
@@ -147,6 +263,9 @@ def test_schema_rejects_bad_values_naming_the_field(
         {"podDisruptionBudget": {"minAvailable": "50%"}},
         {"aws": {"region": "us-gov-west-1"}},
         {"operator": {"retryBaseDelay": 0.25, "stalledRecheckInterval": 0}},
+        {"operator": {"pollShare": 1, "workers": 256, "resyncInterval": 0}},
+        {"replicaCount": 2, "leaderElection": {"leaseDuration": 4, "renewDeadline": 3,
+                                               "retryPeriod": 0.5}},
         {"global": {"imageRegistry": "x"}},
     ],
 )

@@ -2,7 +2,8 @@
 
 Each scenario is rendered with ``helm template`` and the parsed manifests are checked for the
 properties that matter in production: the restricted security context, least-privilege RBAC,
-peering only with HA, one Role per watched namespace, metrics and network policy wiring.
+Lease leader election only with HA (and its Role only for the release's Lease), one Role per
+watched namespace, metrics and network policy wiring.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "namespaced": {"watch": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]}},
     "namespaced-release-namespace": {"watch": {"allNamespaces": False}},
     "ha": {"replicaCount": 3},
+    "leader-election-single": {"leaderElection": {"enabled": True}},
     "ha-namespaced": {
         "replicaCount": 2,
         "watch": {"allNamespaces": False, "namespaces": ["team-a", "team-b"]},
@@ -52,31 +54,31 @@ STANDARD_LABELS = (
     "app.kubernetes.io/managed-by",
 )
 
-#: Every (apiGroup, resource, verb) the operator may ever be granted, with why (see rbac.yaml).
-ALLOWED_PERMISSIONS = {
+#: What the operator does on the resources it serves (kopf's watch, the controller's reads and
+#: writes, its Events), wherever it watches them: a ClusterRole or a Role per namespace.
+OPERATOR_PERMISSIONS = {
+    ("datasync.operator.io", "datasyncexecutions", "get"),
     ("datasync.operator.io", "datasyncexecutions", "list"),
     ("datasync.operator.io", "datasyncexecutions", "watch"),
     ("datasync.operator.io", "datasyncexecutions", "patch"),
     ("datasync.operator.io", "datasyncexecutions/status", "patch"),
     ("", "events", "create"),
-    ("kopf.dev", "kopfpeerings", "list"),
-    ("kopf.dev", "kopfpeerings", "watch"),
-    ("kopf.dev", "kopfpeerings", "patch"),
-    ("kopf.dev", "clusterkopfpeerings", "list"),
-    ("kopf.dev", "clusterkopfpeerings", "watch"),
-    ("kopf.dev", "clusterkopfpeerings", "patch"),
+    ("", "events", "patch"),
+}
+#: Leader election on the release's Lease (get/update only by name; see test_chart_contract).
+LEASE_PERMISSIONS = {
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "update"),
+    ("coordination.k8s.io", "leases", "create"),
+}
+#: Every (apiGroup, resource, verb) the operator may ever be granted, with why (see rbac.yaml).
+ALLOWED_PERMISSIONS = OPERATOR_PERMISSIONS | LEASE_PERMISSIONS | {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     ("", "namespaces", "list"),
     ("", "namespaces", "watch"),
 }
-OPERATOR_PERMISSIONS = {
-    ("datasync.operator.io", "datasyncexecutions", "list"),
-    ("datasync.operator.io", "datasyncexecutions", "watch"),
-    ("datasync.operator.io", "datasyncexecutions", "patch"),
-    ("datasync.operator.io", "datasyncexecutions/status", "patch"),
-    ("", "events", "create"),
-}
+LEASE_ROLE = f"{FULLNAME}-leader-election"
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -116,6 +118,12 @@ def permissions(role: Mapping[str, Any]) -> set[tuple[str, str, str]]:
                 for verb in rule.get("verbs", []):
                     found.add((group, resource, verb))
     return found
+
+
+def lease_role(docs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    found = [r for r in of_kind(docs, "Role") if r["metadata"]["name"] == LEASE_ROLE]
+    assert len(found) <= 1
+    return found[0] if found else None
 
 
 def roles(docs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -213,6 +221,16 @@ def test_rbac_grants_nothing_beyond_what_the_operator_uses(helm: Helm, scenario:
     granted = set().union(*(permissions(r) for r in operator_roles(docs)))
     assert granted <= ALLOWED_PERMISSIONS, granted - ALLOWED_PERMISSIONS
     assert granted >= OPERATOR_PERMISSIONS, OPERATOR_PERMISSIONS - granted
+    # Nothing of kopf's peering (group kopf.dev) is left, in RBAC or as objects.
+    assert not [doc for doc in docs if doc["apiVersion"].startswith("kopf.dev/")]
+    # Leases only in the release namespace, and reading or renewing only the release's Lease.
+    for role in operator_roles(docs):
+        for rule in role["rules"]:
+            if "leases" not in rule["resources"]:
+                continue
+            assert role["kind"] == "Role" and role["metadata"]["namespace"] == NAMESPACE
+            if set(rule["verbs"]) != {"create"}:
+                assert rule.get("resourceNames") == [FULLNAME], rule
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -261,17 +279,20 @@ def test_defaults_watch_all_namespaces_standalone(helm: Helm) -> None:
     assert env["DATASYNC_OPERATOR_ALL_NAMESPACES"] == "true"
     assert "DATASYNC_OPERATOR_NAMESPACES" not in env
     assert env["DATASYNC_OPERATOR_STANDALONE"] == "true"
-    assert env["POD_ID"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert not {name for name in env if name.startswith("DATASYNC_OPERATOR_LEASE_")}
+    # The pod name is the reportingInstance of the Events, also without leader election.
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert "POD_ID" not in env  # kopf's peering identity: unused since kopf runs standalone
     assert deployment(docs)["spec"]["replicas"] == 1
     # Two standalone operators must never overlap during a rollout.
     assert deployment(docs)["spec"]["strategy"] == {"type": "Recreate"}
     assert not of_kind(docs, "Role") and not of_kind(docs, "RoleBinding")
-    assert not of_kind(docs, "ClusterKopfPeering") and not of_kind(docs, "KopfPeering")
     assert not of_kind(docs, "PodDisruptionBudget")
     assert not of_kind(docs, "NetworkPolicy")
     assert not of_kind(docs, "ServiceMonitor")
     granted = set().union(*(permissions(r) for r in operator_roles(docs)))
-    assert not {p for p in granted if p[0] == "kopf.dev"}
+    assert not granted & LEASE_PERMISSIONS
     # The namespace observer only runs for operators limited to namespaces.
     assert ("", "namespaces", "list") not in granted
     cluster_role = next(r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] == FULLNAME)
@@ -341,26 +362,35 @@ def test_rbac_create_false_renders_no_rbac(helm: Helm) -> None:
 # --- high availability -----------------------------------------------------------------------
 
 
-def test_ha_enables_peering_with_its_object_rbac_and_pdb(helm: Helm) -> None:
+def test_ha_elects_a_leader_through_the_release_lease(helm: Helm) -> None:
     docs = render(helm, "ha")
     env = env_of(docs)
     assert deployment(docs)["spec"]["replicas"] == 3
     assert env["DATASYNC_OPERATOR_STANDALONE"] == "false"
-    # Each replica must draw its own priority: a shared one freezes them all.
-    assert "DATASYNC_OPERATOR_PRIORITY" not in env
-    peering = one(docs, "ClusterKopfPeering")
-    assert peering["apiVersion"] == "kopf.dev/v1"
-    assert peering["metadata"]["name"] == env["DATASYNC_OPERATOR_PEERING_NAME"] == FULLNAME
-    assert not of_kind(docs, "KopfPeering")
+    assert env["DATASYNC_OPERATOR_LEASE_NAME"] == FULLNAME
+    # The Lease lives in the pod's namespace (POD_NAMESPACE), which is the release namespace.
+    assert "DATASYNC_OPERATOR_LEASE_NAMESPACE" not in env
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert deployment(docs)["metadata"]["namespace"] == NAMESPACE
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # client-go's defaults, the operator's too.
+    assert (
+        env["DATASYNC_OPERATOR_LEASE_DURATION"],
+        env["DATASYNC_OPERATOR_LEASE_RENEW_DEADLINE"],
+        env["DATASYNC_OPERATOR_LEASE_RETRY_PERIOD"],
+    ) == ("15", "10", "2")
+    role = lease_role(docs)
+    assert role is not None and role["metadata"]["namespace"] == NAMESPACE
+    assert permissions(role) == LEASE_PERMISSIONS
+    binding = next(b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"] == LEASE_ROLE)
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": LEASE_ROLE
+    }
+    # The cluster-wide role stays exactly the operator's: no Leases in any other namespace.
     cluster_role = next(r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] == FULLNAME)
-    patch_rules = [
-        rule for rule in cluster_role["rules"]
-        if "clusterkopfpeerings" in rule["resources"] and "patch" in rule["verbs"]
-    ]
-    assert patch_rules and all(rule.get("resourceNames") == [FULLNAME] for rule in patch_rules)
-    assert {("kopf.dev", "clusterkopfpeerings", v) for v in ("list", "watch", "patch")} <= (
-        permissions(cluster_role)
-    )
+    assert permissions(cluster_role) == OPERATOR_PERMISSIONS
+    assert not of_kind(docs, "ClusterKopfPeering") and not of_kind(docs, "KopfPeering")
     assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
     strategy = deployment(docs)["spec"]["strategy"]
     assert strategy["type"] == "RollingUpdate"
@@ -371,23 +401,49 @@ def test_ha_enables_peering_with_its_object_rbac_and_pdb(helm: Helm) -> None:
     ] == "kubernetes.io/hostname"
 
 
-def test_ha_namespaced_has_a_kopf_peering_per_namespace(helm: Helm) -> None:
+def test_ha_namespaced_keeps_the_lease_in_the_release_namespace(helm: Helm) -> None:
     docs = render(helm, "ha-namespaced")
-    peerings = of_kind(docs, "KopfPeering")
-    assert {p["metadata"]["namespace"] for p in peerings} == {"team-a", "team-b"}
-    assert {p["metadata"]["name"] for p in peerings} == {FULLNAME}
-    assert not of_kind(docs, "ClusterKopfPeering")
-    for role in of_kind(docs, "Role"):
-        assert ("kopf.dev", "kopfpeerings", "watch") in permissions(role)
-        assert not {p for p in permissions(role) if p[1] == "clusterkopfpeerings"}
+    by_namespace = {
+        r["metadata"]["namespace"]: r for r in of_kind(docs, "Role") if r["metadata"]["name"] == FULLNAME
+    }
+    assert set(by_namespace) == {"team-a", "team-b"}
+    for role in by_namespace.values():
+        assert permissions(role) == OPERATOR_PERMISSIONS  # no Leases in watched namespaces
+    lease = lease_role(docs)
+    assert lease is not None and lease["metadata"]["namespace"] == NAMESPACE
+    assert permissions(lease) == LEASE_PERMISSIONS
+    assert env_of(docs)["DATASYNC_OPERATOR_LEASE_NAME"] == FULLNAME
 
 
-def test_peering_can_be_enabled_with_one_replica_and_named(helm: Helm) -> None:
-    docs = helm.template({"peering": {"enabled": True, "name": "dso-peers"}})
+def test_leader_election_can_be_enabled_with_one_replica(helm: Helm) -> None:
+    docs = render(helm, "leader-election-single")
+    assert deployment(docs)["spec"]["replicas"] == 1
     assert env_of(docs)["DATASYNC_OPERATOR_STANDALONE"] == "false"
-    assert env_of(docs)["DATASYNC_OPERATOR_PEERING_NAME"] == "dso-peers"
-    assert one(docs, "ClusterKopfPeering")["metadata"]["name"] == "dso-peers"
-    assert not of_kind(docs, "PodDisruptionBudget")  # one replica never blocks a drain
+    assert lease_role(docs) is not None
+    # The new pod of an upgrade starts as a standby, so the update can roll ...
+    strategy = deployment(docs)["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert not of_kind(docs, "PodDisruptionBudget")  # ... and one replica never blocks a drain
+
+
+def test_lease_timings_reach_the_environment_and_must_be_ordered(helm: Helm) -> None:
+    timings = {"leaseDuration": 30, "renewDeadline": 20.5, "retryPeriod": 0.5}
+    env = env_of(helm.template({"replicaCount": 2, "leaderElection": timings}))
+    assert env["DATASYNC_OPERATOR_LEASE_DURATION"] == "30"
+    assert env["DATASYNC_OPERATOR_LEASE_RENEW_DEADLINE"] == "20.5"
+    assert env["DATASYNC_OPERATOR_LEASE_RETRY_PERIOD"] == "0.5"
+    # The operator refuses to start unless retryPeriod < renewDeadline < leaseDuration: so does
+    # the chart, at install time, whether or not leader election is on.
+    for bad in ({"renewDeadline": 15}, {"retryPeriod": 10}, {"leaseDuration": 5}):
+        result = helm.template_raw({"leaderElection": bad}, check=False)
+        assert result.returncode != 0, bad
+        assert "retryPeriod < renewDeadline < leaseDuration" in result.stderr, result.stderr
+
+
+def test_rbac_create_false_renders_no_lease_role(helm: Helm) -> None:
+    docs = helm.template({"replicaCount": 2, "rbac": {"create": False}})
+    assert not roles(docs) and not of_kind(docs, "RoleBinding")
+    assert env_of(docs)["DATASYNC_OPERATOR_LEASE_NAME"] == FULLNAME
 
 
 def test_pdb_can_be_disabled(helm: Helm) -> None:
@@ -476,6 +532,7 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
         "logLevel": "DEBUG", "logFormat": "text", "retryBaseDelay": 0.5, "retryMaxDelay": 60,
         "stalledRecheckInterval": 0, "awsConnectTimeout": 3, "awsReadTimeout": 7,
         "awsConcurrency": 4, "pollInterval": 15, "awsRateLimit": 2.5, "awsRateBurst": 4,
+        "pollShare": 0.25, "workers": 4, "resyncInterval": 120,
     }})
     env = env_of(docs)
     assert env["DATASYNC_OPERATOR_LOG_LEVEL"] == "DEBUG"
@@ -489,11 +546,21 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
     assert env["DATASYNC_OPERATOR_POLL_INTERVAL"] == "15"
     assert env["DATASYNC_OPERATOR_AWS_RATE_LIMIT"] == "2.5"
     assert env["DATASYNC_OPERATOR_AWS_RATE_BURST"] == "4"
+    assert env["DATASYNC_OPERATOR_POLL_SHARE"] == "0.25"
+    assert env["DATASYNC_OPERATOR_WORKERS"] == "4"
+    assert env["DATASYNC_OPERATOR_RESYNC_INTERVAL"] == "120"
+    defaults = env_of(render(helm, "defaults"))
+    assert (
+        defaults["DATASYNC_OPERATOR_POLL_SHARE"],
+        defaults["DATASYNC_OPERATOR_WORKERS"],
+        defaults["DATASYNC_OPERATOR_RESYNC_INTERVAL"],
+    ) == ("0.5", "16", "600")
 
 
 def test_chart_environment_matches_the_cli_options(helm: Helm) -> None:
     """Every DATASYNC_OPERATOR_* variable the chart sets is an option of `datasync-operator run`,
-    and every option is set by the chart, except the per-replica priority (random on purpose)."""
+    and every option is set by the chart, except the Lease namespace: the operator takes the
+    pod's namespace (POD_NAMESPACE, from the downward API), where the chart's Role grants it."""
     from datasync_operator.cli import run
 
     cli_vars = {param.envvar for param in run.params if isinstance(param.envvar, str)}
@@ -504,7 +571,7 @@ def test_chart_environment_matches_the_cli_options(helm: Helm) -> None:
         if name.startswith("DATASYNC_OPERATOR_")
     }
     assert chart_vars <= cli_vars, f"not options of the CLI: {sorted(chart_vars - cli_vars)}"
-    assert cli_vars - chart_vars == {"DATASYNC_OPERATOR_PRIORITY"}, sorted(cli_vars - chart_vars)
+    assert cli_vars - chart_vars == {"DATASYNC_OPERATOR_LEASE_NAMESPACE"}, sorted(cli_vars - chart_vars)
 
 
 def test_existing_service_account_is_used_and_not_created(helm: Helm) -> None:
@@ -542,14 +609,22 @@ def test_notes_tell_how_to_check_the_install(helm: Helm, tmp_path: Path) -> None
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
         'data:\n  notes: {{ include "test.notes" . | toJson }}\n'
     )
-    rendered = helm.run(
-        "template", RELEASE, str(chart), "--namespace", NAMESPACE,
-        "--values", str(helm.values_file(SCENARIOS["namespaced"])),
-        "--show-only", "templates/notes.yaml",
-    ).stdout
-    notes = yaml.safe_load(rendered)["data"]["notes"]
-    assert f"kubectl -n {NAMESPACE} rollout status deployment/{FULLNAME}" in notes
-    assert "team-a, team-b" in notes
-    assert "kubectl -n team-a apply" in notes
-    assert "kubectl get datasyncexecutions" in notes
-    assert "datasync:CancelTaskExecution" in notes
+    def notes(values: dict[str, Any]) -> str:
+        rendered = helm.run(
+            "template", RELEASE, str(chart), "--namespace", NAMESPACE,
+            "--values", str(helm.values_file(values)),
+            "--show-only", "templates/notes.yaml",
+        ).stdout
+        text: str = yaml.safe_load(rendered)["data"]["notes"]
+        return text
+
+    text = notes(SCENARIOS["namespaced"])
+    assert f"kubectl -n {NAMESPACE} rollout status deployment/{FULLNAME}" in text
+    assert "team-a, team-b" in text
+    assert "kubectl -n team-a apply" in text
+    assert "kubectl get datasyncexecutions" in text
+    assert "datasync:CancelTaskExecution" in text
+    assert "Lease" not in text
+    text = notes(SCENARIOS["ha-namespaced"])
+    assert f"elect a leader through the Lease {NAMESPACE}/{FULLNAME}" in text
+    assert f"kubectl -n {NAMESPACE} get lease {FULLNAME} -o jsonpath='{{.spec.holderIdentity}}'" in text

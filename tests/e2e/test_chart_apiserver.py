@@ -4,17 +4,23 @@
 - the operator's pod passes Pod Security admission at the ``restricted`` level;
 - ``helm install`` works as the README says (minus the image pull: there are no nodes);
 - the chart's RBAC, bound to the operator's ServiceAccount identity, grants what the operator
-  needs and nothing more (no Secrets), checked with ``kubectl auth can-i`` as that identity;
-- the real operator, configured by the chart's environment alone and running as that identity
-  with two peered replicas, cancels an execution end to end: the chart's roles are sufficient.
+  needs and nothing more (no Secrets; only the release's Lease), checked with
+  ``kubectl auth can-i`` as that identity;
+- two replicas of the real operator, configured by the chart's environment alone and running as
+  that identity, elect one leader through the Lease: only the leader calls AWS and writes, the
+  standby takes over when the leader is killed (after about the lease duration) or stops
+  gracefully (at once), and cancels executions end to end: the chart's roles are sufficient.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import shlex
 import socket
+import time
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,13 +37,16 @@ from tests.support.objects import condition
 from tests.support.operator_process import OperatorProcess, aws_env
 from tests.support.waiting import wait_for
 
-PEERING_CRDS = CHART_DIR / "crds" / "kopf-peering.yaml"
 SYSTEM_NS = "chart-system"
 TEAM_NS = "chart-team"
 OTHER_NS = "chart-elsewhere"
 PSA_NS = "chart-restricted"
 NAMESPACED_RELEASE = "dso-ns"
 CLUSTER_RELEASE = "dso-cluster"
+NAMESPACED_FULLNAME = f"{NAMESPACED_RELEASE}-datasync-operator"  # also the name of its Lease
+#: Short lease timings for the HA test (the chart's defaults are client-go's 15 / 10 / 2 s).
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 6, 4, 0.5
+CANCEL = "CancelTaskExecution"
 
 DRY_RUN_SCENARIOS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -73,8 +82,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
 
 @pytest.fixture(scope="module")
 def cluster(control_plane: ControlPlane) -> ControlPlane:
-    """The control plane with the chart's peering CRDs and this module's namespaces."""
-    control_plane.apply_crd(PEERING_CRDS)
+    """The control plane (with the DataSyncExecution CRD) and this module's namespaces."""
     for namespace in (SYSTEM_NS, TEAM_NS, OTHER_NS):
         apply(control_plane, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     apply(control_plane, {
@@ -135,7 +143,9 @@ def namespaced_release(helm: Helm, cluster: ControlPlane) -> Iterator[list[dict[
     install(helm, cluster, NAMESPACED_RELEASE, {
         "replicaCount": 2,
         "watch": {"allNamespaces": False, "namespaces": [TEAM_NS]},
-        "operator": {"logFormat": "text"},
+        "operator": {"logFormat": "text", "retryBaseDelay": 0.05, "retryMaxDelay": 0.2},
+        "leaderElection": {"leaseDuration": LEASE_DURATION, "renewDeadline": RENEW_DEADLINE,
+                           "retryPeriod": RETRY_PERIOD},
     })
     yield installed_manifests(helm, cluster, NAMESPACED_RELEASE)
     helm.run("uninstall", NAMESPACED_RELEASE, "--namespace", SYSTEM_NS,
@@ -244,22 +254,28 @@ def test_helm_install_creates_the_release(
     deployment = get_json(cluster, "deployment", f"{NAMESPACED_RELEASE}-datasync-operator",
                           "-n", SYSTEM_NS)
     assert deployment["spec"]["replicas"] == 2
-    peering = get_json(cluster, "kopfpeerings.kopf.dev", f"{NAMESPACED_RELEASE}-datasync-operator",
-                       "-n", TEAM_NS)
-    assert peering["kind"] == "KopfPeering"
-    get_json(cluster, "crd", "clusterkopfpeerings.kopf.dev")
+    role = get_json(cluster, "role", f"{NAMESPACED_FULLNAME}-leader-election", "-n", SYSTEM_NS)
+    assert {tuple(rule.get("resourceNames") or ()) for rule in role["rules"]} == {
+        (NAMESPACED_FULLNAME,), ()
+    }
     get_json(cluster, "crd", "datasyncexecutions.datasync.operator.io")
+    # No kopf peering CRDs any more; the Lease is created by the first replica, not by helm.
+    for crd in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
+        assert cluster.kubectl("get", "crd", crd, check=False).returncode != 0
 
 
+LEASES = "leases.coordination.k8s.io"
 NAMESPACED_GRANTED = [
+    ("get", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
     ("list", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
     ("watch", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
     ("patch", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
     ("patch", "datasyncexecutions.datasync.operator.io", "--subresource=status", "-n", TEAM_NS),
     ("create", "events", "-n", TEAM_NS),
-    ("list", "kopfpeerings.kopf.dev", "-n", TEAM_NS),
-    ("watch", "kopfpeerings.kopf.dev", "-n", TEAM_NS),
-    ("patch", f"kopfpeerings.kopf.dev/{NAMESPACED_RELEASE}-datasync-operator", "-n", TEAM_NS),
+    ("patch", "events", "-n", TEAM_NS),
+    ("get", f"{LEASES}/{NAMESPACED_FULLNAME}", "-n", SYSTEM_NS),
+    ("update", f"{LEASES}/{NAMESPACED_FULLNAME}", "-n", SYSTEM_NS),
+    ("create", LEASES, "-n", SYSTEM_NS),
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("list", "namespaces"),
@@ -278,9 +294,19 @@ NAMESPACED_DENIED = [
     ("list", "datasyncexecutions.datasync.operator.io", "-n", OTHER_NS),
     ("list", "datasyncexecutions.datasync.operator.io", "--all-namespaces"),
     ("patch", "datasyncexecutions.datasync.operator.io", "-n", "default"),
-    ("patch", "kopfpeerings.kopf.dev/someone-elses-peering", "-n", TEAM_NS),
-    ("patch", "clusterkopfpeerings.kopf.dev"),
     ("delete", "events", "-n", TEAM_NS),
+    ("list", "events", "-n", TEAM_NS),
+    ("update", "events", "-n", TEAM_NS),
+    # Only the release's Lease, only in the release namespace, only read, renewed or created.
+    ("get", f"{LEASES}/someone-elses-lease", "-n", SYSTEM_NS),
+    ("update", f"{LEASES}/someone-elses-lease", "-n", SYSTEM_NS),
+    ("patch", f"{LEASES}/{NAMESPACED_FULLNAME}", "-n", SYSTEM_NS),
+    ("delete", f"{LEASES}/{NAMESPACED_FULLNAME}", "-n", SYSTEM_NS),
+    ("list", LEASES, "-n", SYSTEM_NS),
+    ("watch", LEASES, "-n", SYSTEM_NS),
+    ("create", LEASES, "-n", TEAM_NS),
+    ("get", f"{LEASES}/{NAMESPACED_FULLNAME}", "-n", TEAM_NS),
+    ("update", f"{LEASES}/{NAMESPACED_FULLNAME}", "-n", "kube-system"),
     ("create", "pods", "-n", TEAM_NS),
     ("*", "*", "--all-namespaces"),
 ]
@@ -311,24 +337,30 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(
     cluster: ControlPlane, cluster_release: list[dict[str, Any]]
 ) -> None:
     identity = service_account_kubeconfig(cluster, cluster_release)
-    peering = f"{CLUSTER_RELEASE}-datasync-operator"
+    lease = f"{CLUSTER_RELEASE}-datasync-operator"
     granted = [
+        ("get", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
         ("list", "datasyncexecutions.datasync.operator.io", "--all-namespaces"),
         ("watch", "datasyncexecutions.datasync.operator.io", "--all-namespaces"),
         ("patch", "datasyncexecutions.datasync.operator.io", "-n", OTHER_NS),
         ("patch", "datasyncexecutions.datasync.operator.io", "--subresource=status", "-n", "default"),
         ("create", "events", "-n", OTHER_NS),
-        ("list", "clusterkopfpeerings.kopf.dev"),
-        ("watch", "clusterkopfpeerings.kopf.dev"),
-        ("patch", f"clusterkopfpeerings.kopf.dev/{peering}"),
+        ("patch", "events", "-n", OTHER_NS),
+        ("get", f"{LEASES}/{lease}", "-n", SYSTEM_NS),
+        ("update", f"{LEASES}/{lease}", "-n", SYSTEM_NS),
+        ("create", LEASES, "-n", SYSTEM_NS),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ]
     denied = [
         ("get", "secrets", "-n", TEAM_NS),
         ("list", "secrets", "--all-namespaces"),
         ("list", "namespaces"),  # only operators limited to namespaces observe them
-        ("patch", "clusterkopfpeerings.kopf.dev/someone-elses-peering"),
-        ("patch", "kopfpeerings.kopf.dev", "-n", TEAM_NS),
+        # A cluster-wide operator still has Lease rights only in its own namespace.
+        ("create", LEASES, "-n", TEAM_NS),
+        ("create", LEASES, "--all-namespaces"),
+        ("get", f"{LEASES}/{lease}", "-n", OTHER_NS),
+        ("update", f"{LEASES}/someone-elses-lease", "-n", SYSTEM_NS),
+        ("list", LEASES, "--all-namespaces"),
         ("create", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
         ("delete", "datasyncexecutions.datasync.operator.io", "-n", TEAM_NS),
         ("get", "configmaps", "-n", SYSTEM_NS),
@@ -336,129 +368,258 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(
     ]
     assert not [a for a in granted if not can_i(cluster, identity, *a)], "missing grants"
     assert not [a for a in denied if can_i(cluster, identity, *a)], "excess grants"
-    assert one(cluster_release, "ClusterKopfPeering")["metadata"]["name"] == peering
-    assert not of_kind(cluster_release, "Role")
+    # The one namespaced Role is the Lease's, in the release namespace.
+    lease_roles = [(r["metadata"]["name"], r["metadata"]["namespace"])
+                   for r in of_kind(cluster_release, "Role")]
+    assert lease_roles == [(f"{lease}-leader-election", SYSTEM_NS)]
 
 
-# --- the operator running under only the chart's RBAC ----------------------------------------
+# --- two replicas under only the chart's RBAC: one leader through the Lease ------------------
 
 
 def chart_environment(manifests: list[dict[str, Any]], pod_name: str) -> dict[str, str]:
     """The operator container's environment as the chart sets it, resolved for one 'pod'."""
-    container = one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    deployment = one(manifests, "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    downward = {"metadata.name": pod_name, "metadata.namespace": deployment["metadata"]["namespace"]}
     env: dict[str, str] = {}
     for item in container["env"]:
         if "value" in item:
             env[item["name"]] = item["value"]
-        elif item["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}:
-            env[item["name"]] = pod_name
+        elif (field := item["valueFrom"].get("fieldRef", {}).get("fieldPath")) in downward:
+            env[item["name"]] = downward[field]
         else:
             raise AssertionError(f"cannot resolve {item}")
-    # The same endpoints, on free loopback ports (two 'pods' share this host).
+    # The same endpoints, on free loopback ports (the 'pods' share this host).
     assert env["DATASYNC_OPERATOR_LIVENESS_ENDPOINT"].endswith("/healthz")
     env["DATASYNC_OPERATOR_LIVENESS_ENDPOINT"] = f"http://127.0.0.1:{free_port()}/healthz"
-    if env.get("DATASYNC_OPERATOR_METRICS_ENABLED") == "true":
-        env["DATASYNC_OPERATOR_METRICS_PORT"] = str(free_port())
+    assert env["DATASYNC_OPERATOR_METRICS_ENABLED"] == "true"
+    env["DATASYNC_OPERATOR_METRICS_PORT"] = str(free_port())
     return env
 
 
-def peering_state(operator: OperatorProcess) -> str:
-    """'active' or 'paused', from kopf's last peering message (a replica starts paused)."""
-    log = operator.log()
-    resumed = log.rfind("Resuming operations after the pause")
-    paused = log.rfind("Pausing operations in favour of")
-    return "active" if resumed > paused else "paused"
+class Replica:
+    """One 'pod' of the release: the operator process with the chart's environment, running as
+    the chart's ServiceAccount, with its own fault proxy in front of moto (so the AWS calls of
+    each replica are counted apart)."""
+
+    def __init__(self, n: int, manifests: list[dict[str, Any]], identity: Path, moto: MotoServer,
+                 tmp_path: Path) -> None:
+        self.pod = f"{NAMESPACED_RELEASE}-pod-{n}"
+        self.proxy = FaultProxy(moto.url).start()
+        self.env = chart_environment(manifests, self.pod)
+        self.process = OperatorProcess(
+            [],  # configured by the chart's environment alone, like the container
+            env={**self.env, **aws_env(self.proxy.url), "KUBECONFIG": str(identity)},
+            log_path=tmp_path / f"{self.pod}.log",
+        )
+
+    def start(self) -> Replica:
+        self.process.start()
+        return self
+
+    def close(self) -> None:
+        self.process.stop()
+        self.proxy.stop()
+
+    def log(self) -> str:
+        return self.process.log()
+
+    def leads(self) -> bool:
+        return "leader election: became leader of lease" in self.log()
+
+    def stands_by(self) -> bool:
+        return "leader election: standing by; lease" in self.log()
+
+    def logged_at(self, text: str) -> datetime.datetime:
+        """When the replica first logged a line containing ``text`` (text log format)."""
+        for line in self.log().splitlines():
+            if text in line:
+                stamp = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", line)
+                assert stamp, line
+                return datetime.datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S,%f")
+        raise AssertionError(f"{text!r} not in {self.pod}'s log:\n{self.log()[-3000:]}")
+
+    def identity(self) -> str:
+        """Its identity in the Lease (the pod name and a random suffix), from its log."""
+        found = re.search(rf"as ({re.escape(self.pod)}_[0-9a-f]+)", self.log())
+        assert found, self.log()[-3000:]
+        return found.group(1)
+
+    def metric(self, name: str) -> float:
+        """The sum of a counter over its labels, scraped from the replica's /metrics."""
+        url = f"http://127.0.0.1:{self.env['DATASYNC_OPERATOR_METRICS_PORT']}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith((f"{name}{{", f"{name} "))
+        )
+
+    def cancels(self, arn: str) -> int:
+        return len([r for r in self.proxy.requests(CANCEL) if r.body.get("TaskExecutionArn") == arn])
 
 
-@pytest.mark.timeout(240)
-def test_two_peered_replicas_cancel_an_execution_with_only_the_chart_rbac(
-    cluster: ControlPlane, namespaced_release: list[dict[str, Any]], tmp_path: Path
+def holder(cp: ControlPlane) -> str:
+    lease = get_json(cp, "lease", NAMESPACED_FULLNAME, "-n", SYSTEM_NS)
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def events_of(cp: ControlPlane, name: str) -> list[dict[str, Any]]:
+    listed = get_json(cp, "events", "-n", TEAM_NS, "--field-selector", f"involvedObject.name={name}")
+    return list(listed["items"])
+
+
+@pytest.mark.timeout(300)
+def test_two_replicas_elect_one_leader_through_the_lease_with_only_the_chart_rbac(
+    cluster: ControlPlane, namespaced_release: list[dict[str, Any]], moto: MotoServer,
+    tmp_path: Path,
 ) -> None:
     identity = service_account_kubeconfig(cluster, namespaced_release)
-    peering_name = f"{NAMESPACED_RELEASE}-datasync-operator"
-    with MotoServer() as moto, FaultProxy(moto.url) as proxy:
-        operators = [
-            OperatorProcess(
-                [],  # configured by the chart's environment alone, like the container
-                env={
-                    **chart_environment(namespaced_release, f"{NAMESPACED_RELEASE}-pod-{n}"),
-                    **aws_env(proxy.url),
-                    "KUBECONFIG": str(identity),
-                },
-                log_path=tmp_path / f"operator-{n}.log",
+    env = chart_environment(namespaced_release, "any")
+    assert env["DATASYNC_OPERATOR_STANDALONE"] == "false"
+    assert env["DATASYNC_OPERATOR_LEASE_NAME"] == NAMESPACED_FULLNAME
+    assert float(env["DATASYNC_OPERATOR_LEASE_DURATION"]) == LEASE_DURATION
+    names = ("chart-ha-leader", "chart-ha-failover")
+    replicas: list[Replica] = []
+    ended: list[Replica] = []  # killed or stopped on purpose
+    try:
+        replicas = [Replica(n, namespaced_release, identity, moto, tmp_path).start()
+                    for n in range(2)]
+
+        def logs() -> str:
+            return "\n".join(f"--- {r.pod} ---\n{r.log()[-4000:]}" for r in replicas)
+
+        def alive() -> None:
+            for replica in replicas:
+                assert replica.process.running or replica in ended, (
+                    f"{replica.pod} exited:\n{logs()}"
+                )
+
+        def one_leader() -> tuple[Replica, Replica] | None:
+            alive()
+            leaders = [r for r in replicas if r.leads()]
+            standbys = [r for r in replicas if r.stands_by() and not r.leads()]
+            if len(leaders) == 1 and len(standbys) == 1:
+                return leaders[0], standbys[0]
+            return None
+
+        # Exactly one replica leads; the other stands by, naming the leader.
+        leader, standby = wait_for(one_leader, timeout=60,
+                                   message=lambda: f"not one leader and one standby:\n{logs()}")
+        assert holder(cluster) == leader.identity()
+        assert f"is held by {leader.identity()}" in standby.log()
+
+        def cancel(name: str, spec: Mapping[str, Any] | None = None) -> str:
+            arn = moto.create_execution()
+            apply(cluster, {
+                "apiVersion": "datasync.operator.io/v1alpha1",
+                "kind": "DataSyncExecution",
+                "metadata": {"name": name, "namespace": TEAM_NS},
+                "spec": {"executionArn": arn, "desiredState": "Cancelled", **(spec or {})},
+            })
+            return arn
+
+        def ready(name: str) -> Mapping[str, Any]:
+            def check() -> Mapping[str, Any] | None:
+                alive()
+                obj = get_json(cluster, "datasyncexecution", name, "-n", TEAM_NS)
+                return obj if condition(obj, "Ready").get("status") == "True" else None
+
+            result: Mapping[str, Any] = wait_for(
+                check, timeout=60, message=lambda: f"{name} not Ready:\n{logs()}"
             )
-            for n in range(2)
-        ]
-        try:
-            for operator in operators:
-                operator.start()
+            return result
 
-            def logs() -> str:
-                return "\n".join(f"--- operator {n} ---\n{op.log()[-4000:]}"
-                                 for n, op in enumerate(operators))
+        # While the leader is active, it alone acts: one cancel, from its own proxy ...
+        first = cancel(names[0])
+        obj = ready(names[0])
+        assert condition(obj, "Cancelled")["reason"] == "CancelAccepted"
+        assert moto.describe_status(first) == "ERROR"
+        assert leader.cancels(first) == 1
+        time.sleep(2 * RETRY_PERIOD)  # what a standby would do, it would have done by now
+        # ... and the standby, whose cache holds the same object, does nothing at all: no
+        # AWS call, no reconcile (so no status or finalizer write), no Event.
+        assert standby.proxy.total_calls() == 0, logs()
+        assert standby.metric("datasync_operator_reconciles_total") == 0
+        assert standby.metric("datasync_operator_aws_calls_total") == 0
+        assert leader.metric("datasync_operator_reconciles_total") >= 1
+        reporters = {e.get("reportingInstance") for e in events_of(cluster, names[0])}
+        assert reporters == {leader.pod}, reporters
 
-            def peers() -> dict[str, Any] | None:
-                for operator in operators:
-                    assert operator.running, f"an operator exited:\n{logs()}"
-                status = get_json(cluster, "kopfpeerings.kopf.dev", peering_name, "-n", TEAM_NS).get("status") or {}
-                return status if len(status) == 2 else None
+        # The leader crashes: the Lease still names it, so the standby waits for it to
+        # expire (about the lease duration), then takes over.
+        ended.append(leader)
+        leader.process.kill()
+        killed = time.monotonic()
+        wait_for(standby.leads, timeout=LEASE_DURATION + 2 * RETRY_PERIOD + 10, interval=0.1,
+                 message=lambda: f"the standby never took over:\n{logs()}")
+        failover = time.monotonic() - killed
+        assert LEASE_DURATION - 2 * RETRY_PERIOD <= failover <= LEASE_DURATION + 2 * RETRY_PERIOD + 5, (
+            failover
+        )
+        assert holder(cluster) == standby.identity()
+        lease = get_json(cluster, "lease", NAMESPACED_FULLNAME, "-n", SYSTEM_NS)
+        assert lease["spec"]["leaseTransitions"] >= 1
 
-            # Both replicas keep their keep-alive in the release's KopfPeering ...
-            keepalives = wait_for(peers, timeout=60, message=lambda: f"no two peers:\n{logs()}")
-            assert set(keepalives) == {f"{NAMESPACED_RELEASE}-pod-0", f"{NAMESPACED_RELEASE}-pod-1"}
-            # ... and exactly one of them is active: the other starts paused (peering is
-            # mandatory) or pauses once it sees the higher priority.
-            wait_for(lambda: sorted(map(peering_state, operators)) == ["active", "paused"],
-                     timeout=30, message=lambda: f"not one active and one paused:\n{logs()}")
+        # The new leader cancels a new object, through transient AWS failures (its Events
+        # are coalesced: a PATCH of the Event), with a finalizer (deletionPolicy: Cancel) ...
+        standby.proxy.fail(CANCEL, times=None, status=500, code="InternalException",
+                           message="boom")
+        second = cancel(names[1], {"deletionPolicy": "Cancel"})
+        wait_for(lambda: standby.cancels(second) >= 3, timeout=60,
+                 message=lambda: f"no retries:\n{logs()}")
+        standby.proxy.clear_faults(CANCEL)
+        obj = ready(names[1])
+        assert condition(obj, "Cancelled")["reason"] == "CancelAccepted"
+        assert obj["metadata"]["finalizers"] == ["datasync.operator.io/finalizer"]
+        assert moto.describe_status(second) == "ERROR"
+        retries = [e for e in events_of(cluster, names[1]) if e["reason"] == "RetryingServerError"]
+        assert len(retries) == 1 and retries[0]["count"] >= 2, retries
+        assert {e.get("reportingInstance") for e in events_of(cluster, names[1])} == {standby.pod}
+        # ... and leaves the one its predecessor cancelled alone (cancelled once in all).
+        assert standby.cancels(first) == 0
+        assert leader.proxy.total_calls() == leader.cancels(first) == 1
+        # Deleting releases the finalizer without a second cancel.
+        attempts = standby.cancels(second)
+        cluster.kubectl("delete", "datasyncexecution", names[1], "-n", TEAM_NS,
+                        "--wait=true", "--timeout=60s")
+        assert standby.cancels(second) == attempts
 
-            def cancel(name: str) -> tuple[str, Mapping[str, Any]]:
-                arn = moto.create_execution()
-                apply(cluster, {
-                    "apiVersion": "datasync.operator.io/v1alpha1",
-                    "kind": "DataSyncExecution",
-                    "metadata": {"name": name, "namespace": TEAM_NS},
-                    "spec": {"executionArn": arn, "desiredState": "Cancelled"},
-                })
+        # A new replica joins as a standby; the leader stops gracefully (SIGTERM, as in a
+        # rolling update): it releases the Lease and the new replica takes over at once,
+        # long before the lease would have expired.
+        newcomer = Replica(2, namespaced_release, identity, moto, tmp_path).start()
+        replicas.append(newcomer)
+        wait_for(newcomer.stands_by, timeout=60,
+                 message=lambda: f"the new replica does not stand by:\n{logs()}")
+        ended.append(standby)
+        assert standby.process.stop() == 0, logs()
+        wait_for(newcomer.leads, timeout=LEASE_DURATION + 10, interval=0.1,
+                 message=lambda: f"the new replica never took over:\n{logs()}")
+        # From the signal to the new leader, by the replicas' own log timestamps (the process
+        # itself takes a few more seconds to exit after it released the Lease).
+        signalled = standby.logged_at("Signal SIGTERM is received")
+        released = standby.logged_at("leader election: released lease")
+        handover = (newcomer.logged_at("leader election: became leader") - signalled).total_seconds()
+        assert signalled <= released
+        assert handover < LEASE_DURATION / 2, handover
+        assert holder(cluster) == newcomer.identity()
 
-                def cancelled() -> Mapping[str, Any] | None:
-                    obj = get_json(cluster, "datasyncexecution", name, "-n", TEAM_NS)
-                    ready = condition(obj, "Ready")
-                    return obj if ready.get("status") == "True" else None
-
-                obj = wait_for(cancelled, timeout=60, message=lambda: f"{name} not cancelled:\n{logs()}")
-                assert condition(obj, "Cancelled")["status"] == "True"
-                assert moto.describe_status(arn) == "ERROR"
-                return arn, obj
-
-            # The first resource may meet a replica that is still starting: kopf processes what
-            # an initial LIST already in flight returns even if the replica pauses meanwhile.
-            cancel("chart-rbac-warmup")
-            # In the steady state exactly one replica acts.
-            arn, obj = cancel("chart-rbac-cancel")
-            assert condition(obj, "Ready")["reason"] == "CancelAccepted"
-            cancels = [r for r in proxy.requests("CancelTaskExecution")
-                       if r.body.get("TaskExecutionArn") == arn]
-            assert len(cancels) == 1, logs()
-            acted = [n for n, op in enumerate(operators) if "[chart-team/chart-rbac-cancel]" in op.log()]
-            assert len(acted) == 1, logs()
-            # The Event was posted (kopf only logs a warning when it may not).
-            events = get_json(cluster, "events", "-n", TEAM_NS,
-                              "--field-selector", "involvedObject.name=chart-rbac-cancel")
-            assert "CancelAccepted" in {event["reason"] for event in events["items"]}
-            for operator in operators:
-                log = operator.log()
-                for symptom in ("Forbidden", "forbidden", " 403", "Not enough permissions",
-                                "Failed to post an event"):
-                    assert symptom not in log, f"{symptom!r} in the operator log:\n{log[-4000:]}"
-        finally:
-            for operator in operators:
-                operator.stop()
-            # No operator is left to remove kopf's finalizer: let the object go.
-            for name in ("chart-rbac-warmup", "chart-rbac-cancel"):
-                cluster.kubectl("patch", "datasyncexecution", name, "-n", TEAM_NS, "--type=merge",
-                                "-p", '{"metadata":{"finalizers":null}}', check=False)
-                cluster.kubectl("delete", "datasyncexecution", name, "-n", TEAM_NS,
-                                "--ignore-not-found", "--wait=false", check=False)
+        for replica in replicas:
+            log = replica.log()
+            for symptom in ("Forbidden", "forbidden", " 403", "Not enough permissions"):
+                assert symptom not in log, f"{symptom!r} in {replica.pod}'s log:\n{log[-4000:]}"
+    finally:
+        for replica in replicas:
+            replica.close()
+        for name in names:
+            # No operator is left to remove the finalizer: let the object go.
+            cluster.kubectl("patch", "datasyncexecution", name, "-n", TEAM_NS, "--type=merge",
+                            "-p", '{"metadata":{"finalizers":null}}', check=False)
+            cluster.kubectl("delete", "datasyncexecution", name, "-n", TEAM_NS,
+                            "--ignore-not-found", "--wait=false", check=False)
 
 
 # --- the documented install command, as written ----------------------------------------------

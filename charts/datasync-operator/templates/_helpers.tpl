@@ -81,14 +81,21 @@ Fails when both modes are asked for.
 {{- end }}
 {{- end }}
 
-{{/* "true" when kopf peering is on: asked for, or more than one replica. */}}
-{{- define "datasync-operator.peeringEnabled" -}}
-{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{/*
+"true" when replicas elect a leader through a coordination.k8s.io Lease: asked for, or more than
+one replica. Fails when the lease timings cannot work (the operator would refuse to start).
+*/}}
+{{- define "datasync-operator.leaderElection" -}}
+{{- $election := .Values.leaderElection }}
+{{- if not (and (lt (float64 $election.retryPeriod) (float64 $election.renewDeadline)) (lt (float64 $election.renewDeadline) (float64 $election.leaseDuration))) }}
+{{- fail (printf "leaderElection needs retryPeriod < renewDeadline < leaseDuration, got %v < %v < %v" $election.retryPeriod $election.renewDeadline $election.leaseDuration) }}
+{{- end }}
+{{- if or $election.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
-{{/* The peering object's name. */}}
-{{- define "datasync-operator.peeringName" -}}
-{{- default (include "datasync-operator.fullname" .) .Values.peering.name }}
+{{/* The Lease's name (the release's full name); it lives in the release namespace. */}}
+{{- define "datasync-operator.leaseName" -}}
+{{- include "datasync-operator.fullname" . }}
 {{- end }}
 
 {{/*
@@ -97,18 +104,19 @@ RBAC rules the operator needs on the namespaced resources it serves, wherever it
 which part of the operator uses it; nothing else is granted (no Secrets, no wildcards).
 */}}
 {{- define "datasync-operator.operatorRules" -}}
-# kopf lists and watches DataSyncExecutions, and merge/JSON-patches them to keep its finalizer
-# and its annotations (progress, last-handled configuration). kopf never GETs single objects.
+# kopf lists and watches DataSyncExecutions (it writes nothing); the controller GETs one after a
+# write conflict and LISTs them to forget objects deleted while the watch was away, and
+# merge-patches metadata.finalizers (only for deletionPolicy: Cancel).
 - apiGroups: ["datasync.operator.io"]
   resources: ["datasyncexecutions"]
-  verbs: ["list", "watch", "patch"]
-# The operator writes status (conditions, retry, executionStatus) through the status subresource.
+  verbs: ["get", "list", "watch", "patch"]
+# The controller writes status (conditions, retry, executionStatus) through the status subresource.
 - apiGroups: ["datasync.operator.io"]
   resources: ["datasyncexecutions/status"]
   verbs: ["patch"]
-# kopf posts core/v1 Events about DataSyncExecutions (cancel accepted, retries, stalls); it never
-# reads, updates or uses events.k8s.io.
+# The controller posts core/v1 Events about DataSyncExecutions and patches them to coalesce
+# repeats (count, lastTimestamp); it never reads or deletes them, nor uses events.k8s.io.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "patch"]
 {{- end }}
