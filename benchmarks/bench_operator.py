@@ -739,10 +739,13 @@ class Bench:
                     )
                 except TimeoutError:
                     figures.notes.append("loaded: no polling seen before sampling")
+                before, since = self.standin.calls(DESCRIBE), time.monotonic()
                 self.latency(who, namespace, tracker, "loaded", 4, proc, figures.loaded_latency)
+                during, elapsed = self.standin.calls(DESCRIBE) - before, time.monotonic() - since
                 figures.notes.append(
-                    f"loaded: {self.standin.calls(DESCRIBE) - describes} describes in the "
-                    "loaded phase"
+                    f"loaded: {during} describes while the latency was sampled "
+                    f"({during / elapsed:.0f}/s over {elapsed:.1f} s), "
+                    f"{before - describes} from its start to the first sample"
                 )
             finally:
                 self.stop(proc)
