@@ -366,9 +366,14 @@ def _conclude(
             new["retry"] = None
             new["conditions"] = _merge(resource, _cancelled(Reason.CANCEL_ACCEPTED, message), now)
             first = _first_attempt(status)
+            # An Event only closes a story of retries (whose Warnings told it): the happy path
+            # costs one write, the status, which already says it all.
+            events = (
+                (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),) if failed_before else ()
+            )
             return Decision(
                 new,
-                (Event("Normal", Reason.CANCEL_ACCEPTED.value, message),),
+                events,
                 wake=Wake.POLL,
                 outcome="cancelled",
                 cancel_latency=max(0.0, (accepted - first).total_seconds()) if first else 0.0,

@@ -100,7 +100,7 @@ def test_running_then_cancelled(
     assert obj["status"]["observedGeneration"] == 2
     assert all(c["observedGeneration"] == 2 for c in obj["status"]["conditions"])
     assert proxy.calls(CANCEL) == 1
-    assert "CancelAccepted" in [e["reason"] for e in events(control_plane, ns)]
+    assert events(control_plane, ns) == []  # the happy path writes the status, nothing else
     # nothing of kopf's bookkeeping leaks into status (the schema would prune it anyway)
     assert set(obj["status"]) <= {
         "observedGeneration", "executionStatus", "execution", "cancelRequestedAt", "conditions"

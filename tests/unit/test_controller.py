@@ -194,7 +194,7 @@ async def test_happy_path_one_call_one_guarded_status_write(harness: Harness) ->
     await stays(lambda: gateway.count("cancel") == 1 and gateway.count("describe") == 1, 0.5)
     assert len(kube.status_writes) == 2
     assert kube.finalizer_writes == []
-    await eventually(lambda: [e["reason"] for e in kube.events] == ["CancelAccepted"])
+    assert kube.events == []  # the happy path writes the status and nothing else
 
 
 async def test_one_writer_per_key_while_events_keep_coming(harness: Harness) -> None:

@@ -208,7 +208,15 @@ def test_row_200_cancel_accepted() -> None:
     assert decision.status["observedGeneration"] == 1
     assert decision.retry_after is None
     assert decision.recheck_after is None
+    # The happy path is one status write, no Event: the conditions already tell it.
+    assert decision.events == ()
+
+
+def test_a_cancel_accepted_after_retries_closes_their_story_with_an_event() -> None:
+    failed = decide(resource(), CallFailed(err(ErrorKind.SERVER, "InternalException", 500)))
+    decision = decide(resource(status=failed.status), CancelAccepted())
     assert [(e.type, e.reason) for e in decision.events] == [("Normal", "CancelAccepted")]
+    assert decision.events[0].message.endswith("on attempt 2")
 
 
 TRANSIENT = [
