@@ -216,11 +216,17 @@ class Controller:
         if event_type == "DELETED":
             self._drop(key)
             return
+        old = self.store.get(key)
+        if event_type is None and old is not None:
+            # Listed again: a relist after a watch gap (the initial list only brings new keys),
+            # so objects deleted meanwhile may be remembered still.
+            self._sweep_wanted.set()
+        if old is not None and old.resource_version == str(meta.get("resourceVersion") or ""):
+            return  # our own write coming back (its answer is stored already), or no change
         record = Record.from_body(body)
         if not self._remember(key, record):
             return  # our own write coming back, or an older copy than the one we hold
-        if event_type is None:  # listed: the initial list, or a relist after a watch gap
-            self._sweep_wanted.set()
+        if event_type is None:  # the initial list or a relist: behind real changes
             self.queue.add(key, Priority.LOW)
         else:
             self.queue.add(key, Priority.NORMAL)

@@ -28,6 +28,24 @@ _LOGIN_SETTINGS = kopf.OperatorSettings()  # kopf's login functions take (and ig
 EVENT_COMPONENT = "datasync-operator"
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff base (the last-handled state of an object) for an operator that needs none.
+
+    kopf builds and compares a diff base on every watch event, by deep-copying the object, to
+    detect changes for create/update handlers. The operator has no such handler (the controller
+    compares spec with ``status.observedGeneration``), so nothing is built, stored or read.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        return None
+
+
 def login(logger: logging.Logger | logging.LoggerAdapter[Any]) -> kopf.ConnectionInfo | None:
     """kopf's usual logins (in-cluster service account or kubeconfig): the first that works.
 
@@ -57,6 +75,7 @@ def register(
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.posting.enabled = False  # Events are the controller's (:mod:`.events`)
+        settings.persistence.diffbase_storage = NoDiffBase()
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         # kopf's per-object event workers only hand events over: let idle ones go quickly.
