@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export DATASYNC_OPERATOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datasync-operator
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit integration e2e chart test demo bench tools controlplane helm chart-crd clean
+.PHONY: help venv lint unit integration e2e chart chaos test demo bench tools controlplane helm chart-crd clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ e2e: venv tools ## the real operator against a real kube-apiserver
 
 test: venv lint tools ## install everything and run every tier
 	$(BIN)/pytest
+
+chaos: venv controlplane ## the full chaos run (1000 resources; SEED=n to repeat a run)
+	$(BIN)/python -m tests.chaos.harness $(if $(SEED),--seed $(SEED))
 
 demo: venv controlplane ## one-command local demo on a real control plane
 	$(BIN)/python tools/demo.py

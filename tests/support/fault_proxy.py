@@ -57,11 +57,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import enum
 import http.client
 import http.server
 import json
 import logging
+import random
 import re
 import socket
 import struct
@@ -78,7 +80,7 @@ from botocore.config import Config
 from tests.support.moto_server import datasync_client
 from tests.support.service import Service
 
-__all__ = ["Fault", "FaultKind", "FaultProxy", "ProxiedRequest"]
+__all__ = ["Fault", "FaultKind", "FaultProxy", "ProxiedRequest", "Reached"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +139,16 @@ class ProxiedRequest:
     access_key_id: str | None = None
     #: When it arrived (``time.monotonic()``).
     at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reached:
+    """A request that was forwarded to moto (it took effect there) and moto's HTTP status."""
+
+    operation: str
+    arn: str
+    status: int
+    at: float
 
 
 @dataclass(eq=False)
@@ -221,6 +233,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
         try:
             status, reason, headers, payload = self._forward(body)
+            proxy._reached(operation, body, status)
         except OSError as exc:
             logger.warning("fault-proxy: forwarding %s to moto failed: %r", operation, exc)
             self._send_error(
@@ -320,6 +333,10 @@ class FaultProxy(Service):
             collections.deque
         )
         self._held: list[_Held] = []
+        self._reached_log: list[Reached] = []
+        self._random_rate = 0.0
+        self._random_faults: list[Fault] = []
+        self._rng = random.Random()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -391,6 +408,7 @@ class FaultProxy(Service):
         with self._lock:
             self._counts.clear()
             self._requests.clear()
+            self._reached_log.clear()
 
     # -- programming faults ----------------------------------------------------------------
 
@@ -518,6 +536,12 @@ class FaultProxy(Service):
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         queue.popleft()
+            if (
+                fault is None
+                and self._random_faults
+                and self._rng.random() < self._random_rate
+            ):
+                fault = self._rng.choice(self._random_faults)
             mapping = parsed if isinstance(parsed, dict) else {}
             self._requests.append(
                 ProxiedRequest(
@@ -529,6 +553,32 @@ class FaultProxy(Service):
                 )
             )
             return fault
+
+    def _reached(self, operation: str, body: bytes, status: int) -> None:
+        try:
+            parsed = json.loads(body) if body else {}
+        except ValueError:
+            parsed = {}
+        arn = str(parsed.get("TaskExecutionArn", "")) if isinstance(parsed, dict) else ""
+        with self._lock:
+            self._reached_log.append(Reached(operation, arn, status, time.monotonic()))
+
+    # -- random faults (the chaos suite) ----------------------------------------------------
+
+    def random_faults(
+        self, rate: float, faults: list[Fault], rng: random.Random | None = None
+    ) -> None:
+        """From now on, answer a share ``rate`` of the requests that have no queued fault with
+        one of ``faults`` (chosen with ``rng``); ``rate=0`` stops."""
+        with self._lock:
+            self._random_rate = rate
+            self._random_faults = [dataclasses.replace(f, remaining=None) for f in faults]
+            self._rng = rng or random.Random()
+
+    def reached(self, operation: str | None = None) -> list[Reached]:
+        """Requests that reached moto (faulted-before-forwarding ones never did), in order."""
+        with self._lock:
+            return [r for r in self._reached_log if operation is None or r.operation == operation]
 
     def _hold(self, operation: str) -> _Held:
         held = _Held(operation)
