@@ -47,6 +47,8 @@ class _Pending:
     reason: str
     message: str
     at: datetime
+    #: When it was recorded, on the recorder's clock (series are cut by this, not by posting).
+    seen: float
 
 
 @dataclass(slots=True)
@@ -86,7 +88,8 @@ class EventRecorder:
     def record(self, involved: Involved, type_: str, reason: str, message: str) -> None:
         """Queue an Event (returns at once)."""
         at = datetime.now(UTC)
-        self._queue.put_nowait(_Pending(involved, type_, reason, message[:MAX_MESSAGE], at))
+        pending = _Pending(involved, type_, reason, message[:MAX_MESSAGE], at, self.clock())
+        self._queue.put_nowait(pending)
 
     async def run(self) -> None:
         """Write queued Events until :meth:`close`."""
@@ -111,7 +114,7 @@ class EventRecorder:
 
     async def _post(self, pending: _Pending) -> None:
         key: SeriesKey = (pending.involved.uid, pending.type, pending.reason)
-        now = self.clock()
+        now = pending.seen
         self._expire(now)
         series = self._series.get(key)
         if series is not None:
