@@ -55,6 +55,8 @@ class Reason(enum.StrEnum):
     ACCESS_DENIED = "AccessDenied"
     #: The resource's spec is invalid (it slipped past the CRD schema).
     INVALID_SPEC = "InvalidSpec"
+    #: A bug in the operator itself failed this resource's reconcile repeatedly (still retried).
+    INTERNAL_ERROR = "InternalError"
     #: ``desiredState`` is Running: no cancel was requested.
     NOT_REQUESTED = "NotRequested"
     #: desiredState Running and the execution is queued or in progress.

@@ -40,6 +40,7 @@ from datasync_operator.reconcile import (
     Decision,
     Described,
     NoCall,
+    OperatorFailed,
     Outcome,
     Plan,
     Policy,
@@ -150,6 +151,8 @@ class ControllerSettings:
     #: within seconds.
     failure_base_delay: float = 0.05
     failure_max_delay: float = 30.0
+    #: Failed attempts of the operator's own code before the object shows Stalled InternalError.
+    internal_error_attempts: int = 5
 
 
 @dataclass(slots=True)
@@ -297,6 +300,8 @@ class Controller:
                 self.metrics.internal_errors.labels(type(exc).__name__).inc()
                 logger.exception("reconcile of %s/%s failed; requeued with backoff", *key)
                 self.queue.add_rate_limited(key)
+                if self.queue.failures(key) == self.settings.internal_error_attempts:
+                    await self._show_internal_error(key, exc)
             finally:
                 self.queue.done(key)
                 self.metrics.queue_depth.set(len(self.queue))
@@ -347,6 +352,23 @@ class Controller:
             self._schedule(key, decision, called=not isinstance(outcome, NoCall), timer=timer)
         else:
             self._forget_state(key)
+
+    async def _show_internal_error(self, key: Key, exc: Exception) -> None:
+        """After repeated failures of the operator's own code: say so in status (best effort)."""
+        record = self.store.get(key)
+        if record is None:
+            return
+        outcome = OperatorFailed(type(exc).__name__, self.queue.failures(key))
+        try:
+            resource = record.resource(key)
+            decision = conclude(
+                resource, outcome, now=self.wall_clock(), policy=self.policy, rng=self.rng
+            )
+            await self._write(key, record, resource, decision)
+        except Exception:  # the bug may be on this path too: the log and metric still tell
+            logger.warning("could not show the internal error of %s/%s in status", *key)
+            return
+        self._report(key, record, decision, _object_logger(key, record))
 
     async def _rate_gate(self, key: Key, step: Plan, *, due: bool, timer: _Timer | None) -> bool:
         """Wait for (cancels) or reserve (describes) a rate-limit slot; False if deferred."""

@@ -182,7 +182,17 @@ class CallFailed:
     error: AwsError
 
 
-Outcome = NoCall | SpecInvalid | CancelAccepted | CancelRejected | Described | CallFailed
+@dataclass(frozen=True, slots=True)
+class OperatorFailed:
+    """The operator's own code failed this reconcile ``attempts`` times in a row (a bug)."""
+
+    error_type: str
+    attempts: int
+
+
+Outcome = (
+    NoCall | SpecInvalid | CancelAccepted | CancelRejected | Described | CallFailed | OperatorFailed
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +274,8 @@ def plan(resource: Resource, *, due: bool = False) -> Plan:
         return replace(idle, action=Action.DESCRIBE) if due and _pollable(resource) else idle
     if resource.stalled_reason is Reason.ALREADY_FINISHED:
         return idle  # finished is final too
-    fresh = not resource.settled
+    # Not yet handled at this generation, or shown as failed by an operator bug: act again.
+    fresh = not resource.settled or resource.stalled_reason is Reason.INTERNAL_ERROR
     if spec.desired is DesiredState.CANCELLED:
         acts = fresh or due or not resource.waiting
         return replace(idle, action=Action.CANCEL) if acts else idle
@@ -403,6 +414,14 @@ def _conclude(
 
         case CallFailed(error=error):
             return _conclude_failure(resource, error, new, now=now, policy=policy, rng=rng)
+
+        case OperatorFailed(error_type=error_type, attempts=attempts):
+            message = (
+                f"the operator failed {attempts} times in a row with {error_type} (a bug: please "
+                "report it with the operator's log); still retrying with backoff"
+            )
+            decision = _stall(resource, new, Reason.INTERNAL_ERROR, message, now, policy)
+            return replace(decision, wake=Wake.NEVER, after=None, outcome="internal-error")
 
         case _:
             assert_never(outcome)
@@ -576,7 +595,7 @@ def _release(resource: Resource, outcome: Outcome) -> tuple[Event, ...] | None:
             return None
         case Described(description=description):
             return () if description.phase.finished else None
-        case CallFailed():
+        case CallFailed() | OperatorFailed():
             return None
         case _:
             assert_never(outcome)

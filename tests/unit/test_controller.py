@@ -115,6 +115,7 @@ class FakeGateway:
         self.most_in_flight = 0
         self.before_answer: Callable[[], Awaitable[None]] | None = None
         self.cancelled: set[str] = set()
+        self.bug: Exception | None = None
 
     async def _enter(self, operation: str, target: Target) -> None:
         arn = str(target.arn)
@@ -129,6 +130,8 @@ class FakeGateway:
 
     async def cancel(self, target: Target) -> None:
         await self._enter("cancel", target)
+        if self.bug is not None:
+            raise self.bug
         self.cancelled.add(str(target.arn))
 
     async def describe(self, target: Target) -> Description:
@@ -324,3 +327,20 @@ async def test_nothing_happens_without_leadership() -> None:
         assert ("Cancelled", "True", 1) in list(controller.condition_counts())
     finally:
         await controller.stop()
+
+
+async def test_an_operator_bug_is_retried_counted_and_shown_then_heals(harness: Harness) -> None:
+    controller, kube, gateway = harness
+    gateway.bug = KeyError("executionArn")  # not an AWS failure: the operator's own code
+    controller.observe("ADDED", kube.put("a", spec(1)))
+    await eventually(lambda: kube.condition("a", "Stalled") == ("True", "InternalError"))
+    message = next(c["message"] for c in kube.objects[(NS, "a")]["status"]["conditions"]
+                   if c["type"] == "Stalled")
+    assert "KeyError" in message
+    errors = controller.metrics.registry.get_sample_value(
+        "datasync_operator_internal_errors_total", {"type": "KeyError"})
+    assert errors is not None and errors >= 5
+    await eventually(lambda: [e["reason"] for e in kube.events] == ["InternalError"])
+    gateway.bug = None  # fixed (say, by an upgrade): the retries go on and it heals
+    await eventually(lambda: kube.condition("a", "Cancelled") == ("True", "CancelAccepted"))
+    assert kube.condition("a", "Stalled") == ("False", "Idle")
