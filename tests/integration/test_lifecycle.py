@@ -171,7 +171,7 @@ def test_metrics_follow_a_scripted_run(
     assert operator.metrics_url is not None
     url = operator.metrics_url
     before = wait_for(lambda: _try_scrape(url), 20, message="metrics endpoint never answered")
-    assert before.get('datasync_operator_reconciles_total{outcome="cancelled"}', 0) == 0
+    assert before.get('datasync_operator_reconciles_total{outcome="Cancelled"}', 0) == 0
     create(kube, namespace, arn)
     wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
     def cancelled_counted() -> dict[str, float] | None:
@@ -180,11 +180,11 @@ def test_metrics_follow_a_scripted_run(
         return samples if samples.get(cancelled) == 1 else None
 
     after = wait_for(cancelled_counted, 10)
-    assert after['datasync_operator_reconciles_total{outcome="retrying"}'] == 3
-    assert after['datasync_operator_reconciles_total{outcome="cancelled"}'] == 1
+    assert after['datasync_operator_reconciles_total{outcome="Retrying"}'] == 3
+    assert after['datasync_operator_reconciles_total{outcome="Cancelled"}'] == 1
     calls = 'datasync_operator_aws_calls_total{error_code="%s",operation="CancelTaskExecution"}'
     assert after[calls % "InternalException"] == 3
-    assert after[calls % "none"] == 1
+    assert after[calls % "None"] == 1
     assert after['datasync_operator_retries_total{reason="RetryingServerError"}'] == 3
     assert after["datasync_operator_cancel_latency_seconds_count"] == 1
     assert after["datasync_operator_cancel_latency_seconds_sum"] > 0
@@ -272,3 +272,47 @@ def test_rate_limit_is_shared_by_all_resources(
     assert busiest <= burst + 3 * rate, busiest
     # and the limiter really was the bottleneck: 40 calls at 10/s take about 3.7 s
     assert times[-1] - times[0] >= (count - burst) / rate * 0.9, times[-1] - times[0]
+
+
+def test_skip_annotation_takes_effect_on_its_own_event(
+    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    """A deletion held on AccessDenied (re-checked every 600 s) is let go as soon as the escape
+    hatch is annotated, not at the next re-check."""
+    arn = moto.create_execution()
+    operator = start_operator("--stalled-recheck-interval", "600")
+    kube.create(NAME, {"executionArn": arn, "desiredState": "Running", "deletionPolicy": "Cancel"},
+                namespace=namespace)
+    wait_condition(kube, NAME, namespace, "Ready", "True", process=operator)
+    proxy.fail(CANCEL, times=None, status=400, code="AccessDeniedException", message="denied")
+    kube.delete(NAME, namespace=namespace)
+    wait_condition(kube, NAME, namespace, "Stalled", "True", "AccessDenied", process=operator)
+    kube.patch(NAME, {"metadata": {"annotations": {"datasync.operator.io/skip-cancel-on-delete": "true"}}},
+               namespace=namespace)
+    wait_for(lambda: kube.find(NAME, namespace=namespace) is None, 10,
+             message=lambda: operator.log()[-3000:])
+    assert proxy.calls(CANCEL) == 1
+
+
+def test_a_cancel_refused_while_the_execution_starts_keeps_the_deletion_waiting(
+    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
+    start_operator: OperatorFactory,
+) -> None:
+    """DataSync refuses a cancel while the execution is QUEUED: the finalizer stays (the cancel
+    can still succeed) and the deletion completes once a re-check's cancel is accepted."""
+    arn = moto.create_execution()
+    operator = start_operator("--stalled-recheck-interval", "1")
+    kube.create(NAME, {"executionArn": arn, "desiredState": "Running", "deletionPolicy": "Cancel"},
+                namespace=namespace)
+    wait_condition(kube, NAME, namespace, "Ready", "True", process=operator)
+    proxy.fail(CANCEL, times=2, status=400, code="InvalidRequestException",
+               message="Sync task cannot be cancelled in its current status: QUEUED")
+    proxy.answer(DESCRIBE, {"TaskExecutionArn": arn, "Status": "QUEUED"}, times=2)
+    kube.delete(NAME, namespace=namespace)
+    obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "InvalidRequest", process=operator)
+    assert "datasync.operator.io/finalizer" in obj["metadata"]["finalizers"]  # held, not let go
+    wait_for(lambda: kube.find(NAME, namespace=namespace) is None, 30,
+             message=lambda: operator.log()[-3000:])
+    assert proxy.calls(CANCEL) == 3  # refused twice while QUEUED, then accepted
+    assert moto.describe_status(arn) == "ERROR"
