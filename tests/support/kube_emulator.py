@@ -54,13 +54,22 @@ What plain kmock 0.8 does NOT emulate, and what ``RealisticEmulator`` (used here
 - ``resourceVersion`` preconditions: kmock ignores them. Here a merge patch that names
   ``metadata.resourceVersion`` is refused with 409 Conflict unless it is the object's current
   one, as the API server does (the operator guards every write this way).
+- Watch expiry: ``expire_watches()`` ends every open watch with the API server's
+  ``{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}`` event
+  ("resource version too old"): kopf then lists again (its type-None events) and watches anew.
+- A deletion that a watch missed: ``delete_silently()`` removes an object without a DELETED
+  event (as when it is deleted while a client's watch is away and the client then only sees
+  what a relist shows).
+- Write timing: ``writes()`` records every write request (method, path, when it arrived and was
+  answered, the HTTP status), and ``status_write_delay`` holds every status-subresource PATCH
+  before it is served, so that two writers of one object would overlap visibly in time.
 
 Still NOT emulated (tests must not rely on them): OpenAPI schema validation, defaulting and
 pruning of unknown fields (kopf's handler results in ``status.<handler-id>`` are kept here but
 pruned by a real server); ``PUT`` (replace); strategic-merge semantics (treated as a JSON merge); label and field
 selectors (ignored: lists and watches return everything in the namespace); watch bookmarks,
-``timeoutSeconds`` and ``410 Gone`` (a watch never ends on its own, and one from an old
-resourceVersion misses deletions in between); namespaces as real objects (they cannot be
+``timeoutSeconds`` and a ``410 Gone`` of its own accord (a watch never ends on its own, and one
+from an old resourceVersion misses deletions in between); namespaces as real objects (they cannot be
 deleted, and any namespace accepts objects without being created); garbage collection of
 owned objects; admission, RBAC and authentication (any or no token works); server-side
 apply; managedFields. kmock's own ``deletionTimestamp`` has microseconds and ``+00:00``. The
@@ -98,6 +107,7 @@ import shutil
 import string
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -122,12 +132,27 @@ __all__ = [
     "KubeApiError",
     "KubeEmulator",
     "RealisticEmulator",
+    "WriteRecord",
 ]
 
 _CREATE = kmock.action.CREATE
 _UPDATE = kmock.action.UPDATE
 _DELETE = kmock.action.DELETE
 _OMITTED_WHEN_EMPTY = ("finalizers", "labels", "annotations", "ownerReferences")
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: What the API server sends before it ends a watch whose resourceVersion is too old.
+WATCH_EXPIRED_EVENT: dict[str, Any] = {
+    "type": "ERROR",
+    "object": {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "too old resource version",
+        "reason": "Expired",
+        "code": 410,
+    },
+}
 _IMMUTABLE_METADATA = (
     "name",
     "namespace",
@@ -211,6 +236,21 @@ class _WatchClosed(Exception):  # noqa: N818 -- a signal put on kmock's event bu
     """Ends the watch streams that see it (the client sees the stream end, as on a timeout)."""
 
 
+class _WatchExpired(Exception):  # noqa: N818 -- a signal put on kmock's event buses
+    """Ends the watch streams that see it with a 410 Expired ERROR event first."""
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One write request the emulator answered (times are ``time.monotonic()``)."""
+
+    method: str
+    path: str
+    started: float
+    finished: float
+    status: int
+
+
 class _Unchanged(Exception):  # noqa: N818 -- control flow, not an error
     def __init__(self, body: Mapping[str, Any]) -> None:
         super().__init__("no-op patch")
@@ -264,6 +304,10 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         self._resource_version = 1000
         self._namespaces: dict[str, dict[str, Any]] = {}
         self._namespace_bus: Any = kmock.Bus()  # type: ignore[attr-defined]
+        #: Every write request answered so far, in the order they were answered.
+        self.writes: list[WriteRecord] = []
+        #: Seconds to hold each status-subresource PATCH before serving it (0: none).
+        self.status_write_delay = 0.0
         for name in ("default", "kube-system", "kube-public"):
             self.add_namespace(name)
 
@@ -297,7 +341,19 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         # prefix and answers HTTP 500), yet kopf lists and watches it unless cluster-wide.
         if raw_request.method == "GET" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
             return await self._serve_namespaces(raw_request)
-        response: aiohttp.web.StreamResponse = await super().__call__(raw_request)
+        if raw_request.method not in _WRITE_METHODS:
+            response: aiohttp.web.StreamResponse = await super().__call__(raw_request)
+            return response
+        started = time.monotonic()
+        delay = self.status_write_delay
+        if delay > 0 and raw_request.method == "PATCH" and raw_request.path.endswith("/status"):
+            await asyncio.sleep(delay)
+        response = await super().__call__(raw_request)
+        self.writes.append(
+            WriteRecord(
+                raw_request.method, raw_request.path, started, time.monotonic(), response.status
+            )
+        )
         return response
 
     async def _serve_namespaces(
@@ -488,6 +544,9 @@ class RealisticEmulator(kmock.KubernetesEmulator):
                     yield event
         except _WatchClosed:
             return
+        except _WatchExpired:
+            yield copy.deepcopy(WATCH_EXPIRED_EVENT)
+            return
         finally:
             with contextlib.suppress(ValueError, RuntimeError):
                 await bus.unmark(marker)
@@ -496,6 +555,26 @@ class RealisticEmulator(kmock.KubernetesEmulator):
         """End every open watch stream (clients see a normal end of stream and re-watch)."""
         for bus in [*self._buses.values(), self._namespace_bus]:
             await bus.put(_WatchClosed())
+
+    async def expire_watches(self) -> None:
+        """End every open watch of objects with a ``410 Expired`` ERROR event (kopf re-lists)."""
+        for bus in list(self._buses.values()):
+            await bus.put(_WatchExpired())
+
+    async def delete_silently(self, resource: CustomResource, namespace: str, name: str) -> bool:
+        """Remove an object with no DELETED event (a deletion the watches missed); found?"""
+        async with self._write_lock, self._lock:
+            for (ref, found_namespace, found_name), obj in self.objects.items():
+                if (
+                    (found_namespace, found_name) == (namespace, name)
+                    and (ref.group or "", ref.version, ref.plural)
+                    == (resource.group, resource.version, resource.plural)
+                    and not obj.deleted
+                ):
+                    obj.delete()
+                    self._next_resource_version()
+                    return True
+        return False
 
     @staticmethod
     def _watched(request: kmock.Request, resource: Any, namespace: str | None, name: str) -> bool:
@@ -654,6 +733,41 @@ class KubeEmulator(Service):
         if loop is None or handler is None:
             raise RuntimeError("the Kubernetes emulator is not running")
         asyncio.run_coroutine_threadsafe(handler.close_watches(), loop).result(timeout)
+
+    def expire_watches(self, timeout: float = 5.0) -> None:
+        """End all open watches of objects with ``410 Expired``, as when a watch fell too far
+        behind: kopf lists everything again (type-None events) and watches anew."""
+        self._run_in_loop(self.handler.expire_watches(), timeout)
+
+    def delete_silently(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        resource: CustomResource = DATASYNC_EXECUTIONS,
+        timeout: float = 5.0,
+    ) -> None:
+        """Remove the object without telling any watch (a deletion the watch missed)."""
+        found = self._run_in_loop(
+            self.handler.delete_silently(resource, namespace or self.namespace, name), timeout
+        )
+        if not found:
+            raise KeyError(f"no {resource.plural} {namespace or self.namespace}/{name}")
+
+    def writes(self) -> list[WriteRecord]:
+        """Every write request answered so far (method, path, arrival, answer, status)."""
+        return list(self.handler.writes)
+
+    def set_status_write_delay(self, seconds: float) -> None:
+        """Hold each status-subresource PATCH ``seconds`` before serving it (0: none)."""
+        self.handler.status_write_delay = seconds
+
+    def _run_in_loop(self, coroutine: Any, timeout: float) -> Any:
+        loop = self._loop
+        if loop is None:
+            coroutine.close()
+            raise RuntimeError("the Kubernetes emulator is not running")
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
     def server_errors(self) -> list[Exception]:
         """Unexpected errors inside the emulator (HTTP 5xx it answered); empty when healthy."""
