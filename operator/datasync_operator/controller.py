@@ -264,10 +264,6 @@ class Controller:
             asyncio.create_task(self._sweeper(), name="datasync-ghost-sweeper"),
             asyncio.create_task(self.events.run(), name="datasync-event-poster"),
         ]
-        if not self.access.synced:
-            self._background.append(
-                asyncio.create_task(self._list_policies(), name="datasync-access-policies")
-            )
 
     async def stop(self) -> None:
         """Finish the reconciles in flight (up to the grace period), then stop the workers."""
