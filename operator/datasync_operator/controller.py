@@ -414,13 +414,13 @@ class Controller:
             try:
                 return Described(await self.gateway.describe(target))
             except AwsError as error:
-                return CallFailed(error)
+                return CallFailed(error, "DescribeTaskExecution")
         try:
             log.info("requesting CancelTaskExecution")
             await self.gateway.cancel(target)
         except AwsError as error:
             if error.code != INVALID_REQUEST_CODE:
-                return CallFailed(error)
+                return CallFailed(error, "CancelTaskExecution")
             log.info("CancelTaskExecution refused (%s); describing the execution", error.message)
             try:
                 return CancelRejected(error, description=await self.gateway.describe(target))

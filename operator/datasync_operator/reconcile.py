@@ -47,6 +47,16 @@ class Wake(enum.Enum):
     RECHECK = "recheck"  # stalled on something a human may fix in AWS: look again slowly
 
 
+#: ``status.retry.lastError.operation`` of a describe that followed a refused cancel and failed:
+#: the retry describes again instead of sending the cancel a second time.
+DESCRIBE_AFTER_REFUSAL = "DescribeTaskExecution(after a refused cancel)"
+#: What is known of a refusal whose describe failed, when a later describe answers.
+_EARLIER_REFUSAL = AwsError(
+    ErrorKind.INVALID_REQUEST,
+    "InvalidRequestException",
+    "DataSync refused CancelTaskExecution earlier",
+)
+
 #: Stalled reasons that a later look at AWS can heal (re-checked slowly).
 HEALABLE = frozenset({Reason.ACCESS_DENIED, Reason.INVALID_REQUEST, Reason.REQUEST_REJECTED})
 
@@ -180,6 +190,8 @@ class CallFailed:
     """The AWS call failed with anything but an InvalidRequest answer to a cancel."""
 
     error: AwsError
+    #: The operation that failed ("" when it is the one the resource's state implies).
+    operation: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +288,10 @@ def plan(resource: Resource, *, due: bool = False) -> Plan:
         return idle  # finished is final too
     # Not yet handled at this generation, or shown as failed by an operator bug: act again.
     fresh = not resource.settled or resource.stalled_reason is Reason.INTERNAL_ERROR
+    if spec.desired is DesiredState.CANCELLED and _refused_then_failed(resource):
+        # DataSync refused the cancel and the describe that would say why failed: find out
+        # why first; sending the cancel again would only be refused again.
+        return replace(idle, action=Action.DESCRIBE) if fresh or due else idle
     if spec.desired is DesiredState.CANCELLED:
         acts = fresh or due or not resource.waiting
         return replace(idle, action=Action.CANCEL) if acts else idle
@@ -292,7 +308,16 @@ def _plan_deletion(resource: Resource, spec: Spec, *, due: bool) -> Plan:
         return idle
     if resource.waiting and not due:
         return idle
+    if _refused_then_failed(resource):
+        return replace(idle, action=Action.DESCRIBE)
     return replace(idle, action=Action.CANCEL)
+
+
+def _refused_then_failed(resource: Resource) -> bool:
+    """A cancel was refused and the describe that followed failed transiently."""
+    retry = resource.status.get("retry")
+    last = retry.get("lastError") if isinstance(retry, Mapping) else None
+    return isinstance(last, Mapping) and last.get("operation") == DESCRIBE_AFTER_REFUSAL
 
 
 def _nothing_to_cancel(resource: Resource) -> bool:
@@ -390,6 +415,13 @@ def _conclude(
                 cancel_latency=max(0.0, (accepted - first).total_seconds()) if first else 0.0,
             )
 
+        case Described(description=description) if _wants_cancel(resource) and not (
+            resource.cancelled
+        ):
+            # The describe that finds out why an earlier cancel was refused.
+            rejected = CancelRejected(_EARLIER_REFUSAL, description=description)
+            return _conclude_rejected(resource, rejected, new, now=now, policy=policy, rng=rng)
+
         case Described(description=description):
             new["executionStatus"] = description.status
             new["execution"] = description.as_status()
@@ -412,8 +444,12 @@ def _conclude(
         case CancelRejected():
             return _conclude_rejected(resource, outcome, new, now=now, policy=policy, rng=rng)
 
-        case CallFailed(error=error):
-            return _conclude_failure(resource, error, new, now=now, policy=policy, rng=rng)
+        case CallFailed(error=error, operation=operation):
+            if operation == "DescribeTaskExecution" and _refused_then_failed(resource):
+                operation = DESCRIBE_AFTER_REFUSAL  # still finding out why it was refused
+            return _conclude_failure(
+                resource, error, new, now=now, policy=policy, rng=rng, operation=operation
+            )
 
         case OperatorFailed(error_type=error_type, attempts=attempts):
             message = (
@@ -442,8 +478,11 @@ def _conclude_rejected(
         if describe_error is not None and (
             describe_error.kind.transient or describe_error.kind is ErrorKind.ACCESS_DENIED
         ):
-            # Cannot tell why the cancel was refused yet: retry (or stall) the whole step.
-            return _conclude_failure(resource, describe_error, new, now=now, policy=policy, rng=rng)
+            # Cannot tell why the cancel was refused yet: describe again (or stall).
+            return _conclude_failure(
+                resource, describe_error, new, now=now, policy=policy, rng=rng,
+                operation=DESCRIBE_AFTER_REFUSAL,
+            )
         message = f"DataSync refused CancelTaskExecution: {outcome.error.message}"
         return _stall(resource, new, Reason.INVALID_REQUEST, message, now, policy)
 
@@ -482,19 +521,22 @@ def _conclude_failure(
     now: datetime,
     policy: Policy,
     rng: random.Random | None,
+    operation: str = "",
 ) -> Decision:
+    operation = operation or _operation(resource)
     if error.kind.transient:
         attempts = _attempts(resource.status) + 1
         delay = policy.backoff.delay(attempts, rng)
         next_time = cond.format_time(now + timedelta(seconds=delay))
         reason = _RETRY_REASONS[error.kind]
-        message = f"{_operation(resource)} failed with {error}; retry {attempts} in {delay:.1f}s"
+        shown = "DescribeTaskExecution" if operation == DESCRIBE_AFTER_REFUSAL else operation
+        message = f"{shown} failed with {error}; retry {attempts} in {delay:.1f}s"
         first = _first_attempt(resource.status) if attempts > 1 else None
         new["retry"] = {
             "attempts": attempts,
             "firstAttemptTime": cond.format_time(first or now),
             "nextAttemptTime": next_time,
-            "lastError": error.as_status(),
+            "lastError": {**error.as_status(), "operation": operation},
         }
         new["conditions"] = _merge(resource, _retrying(resource, reason, message), now)
         return Decision(

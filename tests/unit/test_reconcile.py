@@ -486,3 +486,31 @@ def test_condition_order_is_stable() -> None:
     assert [c["type"] for c in decision.status["conditions"]] == [
         "Ready", "Cancelled", "Reconciling", "Stalled"
     ]
+
+
+def test_a_refused_cancel_whose_describe_fails_is_described_again_not_cancelled_again() -> None:
+    """The chaos suite found executions that got 4 cancels: every failed describe after a
+    refusal used to retry the whole step, cancel included."""
+    network = err(ErrorKind.NETWORK, "ConnectionClosedError", None)
+    first = decide(resource(), CancelRejected(INVALID, describe_error=network))
+    assert first.wake is Wake.RETRY
+    assert first.status["retry"]["lastError"]["operation"].startswith("DescribeTaskExecution")
+    waiting = resource(status=first.status)
+    assert plan(waiting).action is Action.NOTHING  # not before its time
+    assert plan(waiting, due=True).action is Action.DESCRIBE  # then: describe, not cancel
+    again = decide(waiting, CallFailed(network, "DescribeTaskExecution"))
+    assert plan(resource(status=again.status), due=True).action is Action.DESCRIBE
+    assert again.status["retry"]["attempts"] == 2
+    done = decide(resource(status=again.status), Described(Description("ERROR")))
+    assert summary(done)["Cancelled"] == ("True", "AlreadyCancelled")
+    assert done.status["retry"] is None
+    assert plan(resource(status={**again.status, **done.status}), due=True).action is (
+        Action.NOTHING
+    )
+
+
+def test_a_failed_cancel_records_the_operation_and_retries_the_cancel() -> None:
+    failed = decide(resource(), CallFailed(err(ErrorKind.SERVER, "InternalException", 500),
+                                           "CancelTaskExecution"))
+    assert failed.status["retry"]["lastError"]["operation"] == "CancelTaskExecution"
+    assert plan(resource(status=failed.status), due=True).action is Action.CANCEL
