@@ -6,8 +6,10 @@ operator through ``env`` alone. ``run`` starts kopf in-process through :mod:`.ru
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -70,6 +72,16 @@ def main() -> None:
     metavar="URL",
     help="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz. "
     "Off when unset.",
+)
+@click.option(
+    "--readiness-endpoint",
+    envvar=_env("READINESS_ENDPOINT"),
+    show_envvar=True,
+    default=None,
+    metavar="URL",
+    help="Serve the readiness probe at this URL, e.g. http://0.0.0.0:8081/readyz: ready once "
+    "kopf watches, DataSyncExecutions can be listed and (with leader election) the Lease could "
+    "be read; standbys are ready too. Off when unset.",
 )
 @click.option(
     "--standalone/--leader-elect",
@@ -226,6 +238,37 @@ def main() -> None:
     help="Port of the metrics endpoint.",
 )
 @click.option(
+    "--metrics-address",
+    envvar=_env("METRICS_ADDRESS"),
+    show_envvar=True,
+    default=DEFAULTS.metrics_address,
+    metavar="ADDRESS",
+    help="Address the metrics endpoint binds to, e.g. 127.0.0.1 or :: (the liveness and "
+    "readiness endpoints take theirs in their URL).",
+)
+@click.option(
+    "--account-id",
+    envvar=_env("ACCOUNT_ID"),
+    show_envvar=True,
+    default=None,
+    metavar="ACCOUNT",
+    help="The operator's own AWS account (12 digits). With no DataSyncAccessPolicy, only "
+    "executions in it are allowed; unset, the operator does not check (its identity cannot "
+    "act in other accounts anyway, but the call is made and refused by AWS).",
+)
+@click.option(
+    "--extra-regions",
+    "extra_regions",
+    multiple=True,
+    envvar=_env("EXTRA_REGIONS"),
+    show_envvar=True,
+    metavar="REGION",
+    help="Regions to accept besides those of botocore's endpoint data, for a region AWS "
+    "opened after this operator's botocore was released (repeatable; the variable takes a "
+    "comma- or space-separated list). An execution in any other unknown region ends Stalled "
+    "InvalidSpec with no AWS call.",
+)
+@click.option(
     "--aws-rate-limit",
     type=positive,
     envvar=_env("AWS_RATE_LIMIT"),
@@ -273,6 +316,7 @@ def run(
     namespaces: tuple[str, ...],
     all_namespaces: bool,
     liveness_endpoint: str | None,
+    readiness_endpoint: str | None,
     standalone: bool,
     lease_name: str,
     lease_namespace: str | None,
@@ -290,6 +334,9 @@ def run(
     resync_interval: float,
     metrics_enabled: bool,
     metrics_port: int,
+    metrics_address: str,
+    account_id: str | None,
+    extra_regions: tuple[str, ...],
     aws_rate_limit: float,
     aws_rate_burst: float,
     aws_connect_timeout: float,
@@ -304,6 +351,14 @@ def run(
     watched = _split(namespaces)
     if all_namespaces and watched:
         raise click.UsageError("--namespace and --all-namespaces are mutually exclusive")
+    if account_id and not re.fullmatch(r"[0-9]{12}", account_id):
+        raise click.BadParameter("must be a 12-digit AWS account id", param_hint="--account-id")
+    regions = _split(extra_regions)
+    for region in regions:
+        if not re.fullmatch(r"[a-z]{2,4}(-[a-z0-9]+)+-[0-9]+", region):
+            raise click.BadParameter(
+                f"{region!r} is not a region name like us-east-1", param_hint="--extra-regions"
+            )
     if not all_namespaces and not watched:
         raise click.UsageError(
             "say which namespaces to watch: --namespace NAME (repeatable) or --all-namespaces"
@@ -321,6 +376,7 @@ def run(
         namespaces=watched,
         all_namespaces=all_namespaces,
         liveness_endpoint=liveness_endpoint or None,
+        readiness_endpoint=readiness_endpoint or None,
         standalone=standalone,
         leader_election=LeaderElection(
             lease_name=lease_name,
@@ -340,6 +396,9 @@ def run(
         resync_interval=resync_interval,
         metrics_enabled=metrics_enabled,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        account_id=account_id or None,
+        extra_regions=regions,
         aws=ClientSettings(
             connect_timeout=aws_connect_timeout,
             read_timeout=aws_read_timeout,
@@ -351,6 +410,77 @@ def run(
     from datasync_operator.runner import run as run_operator  # kopf import only when running
 
     run_operator(config)
+
+
+@main.command()
+@click.option("-n", "--namespace", "namespaces", multiple=True, envvar=_env("NAMESPACES"),
+              show_envvar=True, help="A namespace the operator watches (as for run).")
+@click.option("-A", "--all-namespaces", is_flag=True, envvar=_env("ALL_NAMESPACES"),
+              show_envvar=True, help="The operator watches every namespace (as for run).")
+@click.option("--standalone/--leader-elect", "standalone", default=DEFAULTS.standalone,
+              envvar=_env("STANDALONE"), show_envvar=True,
+              help="Whether the operator elects a leader (then the Lease RBAC is checked).")
+@click.option("--lease-name", envvar=_env("LEASE_NAME"), show_envvar=True,
+              default=DEFAULTS.leader_election.lease_name, help="The Lease (as for run).")
+@click.option("--lease-namespace", envvar=_env("LEASE_NAMESPACE"), show_envvar=True,
+              default=None, help="Its namespace (default: POD_NAMESPACE, else 'default').")
+@click.option("--execution-arn", default=None, metavar="ARN",
+              help="Also call DescribeTaskExecution on this execution (checks DataSync "
+              "permissions and reachability).")
+@click.option("--role-arn", default=None, metavar="ARN",
+              help="With --execution-arn: assume this role first, as spec.roleArn does.")
+def doctor(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    standalone: bool,
+    lease_name: str,
+    lease_namespace: str | None,
+    execution_arn: str | None,
+    role_arn: str | None,
+) -> None:
+    """Check an installation: API access, the CRD, RBAC and the AWS identity.
+
+    Reads the same flags and environment variables as run (so in the operator's pod it checks
+    exactly what the operator will use). Exits 1 when a check fails.
+    """
+    import asyncio
+    import logging
+    import os
+
+    from datasync_operator.doctor import DoctorSettings, Status, run_checks
+    from datasync_operator.handlers import login
+    from datasync_operator.kube import KubeClient
+
+    watched = _split(namespaces)
+    if not all_namespaces and not watched:
+        raise click.UsageError("say which namespaces the operator watches: -n NAME or -A")
+    settings = DoctorSettings(
+        all_namespaces=all_namespaces,
+        namespaces=watched,
+        leader_election=not standalone,
+        lease_name=lease_name,
+        lease_namespace=lease_namespace or os.environ.get("POD_NAMESPACE") or "default",
+        execution_arn=execution_arn,
+        role_arn=role_arn,
+    )
+    quiet = logging.getLogger("doctor")
+
+    async def check() -> list[Any]:
+        kube = KubeClient(lambda: login(quiet))
+        try:
+            return await run_checks(settings, kube)
+        finally:
+            await kube.close()
+
+    click.echo(f"datasync-operator {__version__} doctor")
+    checks = asyncio.run(check())
+    for item in checks:
+        click.echo(item.line())
+    failed = sum(item.status is Status.FAIL for item in checks)
+    warned = sum(item.status is Status.WARN for item in checks)
+    click.echo(f"{len(checks) - failed - warned} passed, {failed} failed, {warned} warnings")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()

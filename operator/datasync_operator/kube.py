@@ -215,6 +215,20 @@ class KubeClient:
             if token is None:
                 return items
 
+    async def list_page(
+        self,
+        ref: ResourceRef,
+        namespace: str | None,
+        *,
+        limit: int = 1,
+        field_selector: str | None = None,
+    ) -> dict[str, Any]:
+        """The first page of a LIST, as the API server answers it (a cheap "can I list?")."""
+        params = {"limit": str(limit)}
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        return await self._request("GET", ref.path(namespace), params=params)
+
     async def create(
         self, ref: ResourceRef, namespace: str | None, body: dict[str, Any]
     ) -> dict[str, Any]:

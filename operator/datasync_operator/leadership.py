@@ -120,6 +120,11 @@ class LeaderElector:
     def is_leader(self) -> bool:
         return self.leading.is_set()
 
+    @property
+    def lease_known(self) -> bool:
+        """Whether the last attempt read or wrote the Lease (so we know who holds it)."""
+        return self._observed is not None and self._reported_error is None
+
     async def wait_leading(self) -> None:
         await self.leading.wait()
 

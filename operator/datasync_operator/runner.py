@@ -15,6 +15,7 @@ import threading
 
 import kopf
 
+from datasync_operator.access import AccessDirectory
 from datasync_operator.config import LogFormat, OperatorConfig
 from datasync_operator.controller import Controller, ControllerSettings
 from datasync_operator.datasync import DataSyncGateway
@@ -25,6 +26,9 @@ from datasync_operator.leadership import LeaderElector, LeaseSettings, default_i
 from datasync_operator.logs import ArnDirectory
 from datasync_operator.metrics import Metrics
 from datasync_operator.ratelimit import RegionalRateLimiter
+from datasync_operator.readiness import Readiness
+from datasync_operator.readiness import serve as serve_readiness
+from datasync_operator.regions import KnownRegions
 
 logger = logging.getLogger("datasync_operator")
 
@@ -73,7 +77,17 @@ def build_controller(
         resync_interval=config.resync_interval,
     )
     return Controller(
-        gateway, kube, metrics, config.policy, limiter, events, settings, leading=leading
+        gateway,
+        kube,
+        metrics,
+        config.policy,
+        limiter,
+        events,
+        settings,
+        # Nothing is decided until the access policies were listed once (the controller does).
+        access=AccessDirectory(own_account=config.account_id),
+        regions=KnownRegions.from_botocore(config.extra_regions, loader=gateway.loader),
+        leading=leading,
     )
 
 
@@ -104,17 +118,36 @@ async def operate(
         config, kube, metrics, leading=elector.leading if elector else None
     )
     metrics.conditions.attach(controller.condition_counts)
+    metrics.active.attach(controller.is_leader)
     if arns is not None:
         arns.attach(controller.arn_of)
     election_task: asyncio.Task[None] | None = None
+    readiness = Readiness(
+        kube,
+        all_namespaces=config.all_namespaces,
+        namespaces=config.namespaces,
+        election=elector,
+    )
+    readiness_tasks: list[asyncio.Task[None]] = []
 
     def start() -> None:
         nonlocal election_task
         controller.start()
         if elector is not None:
             election_task = asyncio.create_task(elector.run(), name="leader election")
+        if config.readiness_endpoint:
+            readiness.mark_started()
+            readiness_tasks.extend([
+                asyncio.create_task(readiness.run(), name="readiness checks"),
+                asyncio.create_task(
+                    serve_readiness(readiness, config.readiness_endpoint), name="readiness"
+                ),
+            ])
 
     async def cleanup() -> None:
+        for task in readiness_tasks:
+            task.cancel()
+        await asyncio.gather(*readiness_tasks, return_exceptions=True)
         await controller.stop()
         if election_task is not None:
             election_task.cancel()
@@ -144,6 +177,6 @@ def run(config: OperatorConfig) -> None:
     configure_logging(config, arns)
     metrics = Metrics()
     if config.metrics_enabled:
-        metrics.serve(config.metrics_port)
-        logger.info("serving metrics on :%d/metrics", config.metrics_port)
+        metrics.serve(config.metrics_port, config.metrics_address)
+        logger.info("serving metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
     asyncio.run(operate(config, metrics=metrics, arns=arns))
