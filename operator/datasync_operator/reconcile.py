@@ -444,6 +444,12 @@ def _conclude(
         case CancelRejected():
             return _conclude_rejected(resource, outcome, new, now=now, policy=policy, rng=rng)
 
+        case CallFailed() if resource.cancelled:
+            # A refresh of a cancelled execution failed: the verdict stands (it must never
+            # flap back to Cancelled=False); the facts are looked at again at the next poll.
+            new["conditions"] = cond.restamp(resource.conditions, generation=resource.generation)
+            return Decision(new, wake=Wake.POLL, outcome="refresh-failed")
+
         case CallFailed(error=error, operation=operation):
             if operation == "DescribeTaskExecution" and _refused_then_failed(resource):
                 operation = DESCRIBE_AFTER_REFUSAL  # still finding out why it was refused

@@ -514,3 +514,19 @@ def test_a_failed_cancel_records_the_operation_and_retries_the_cancel() -> None:
                                            "CancelTaskExecution"))
     assert failed.status["retry"]["lastError"]["operation"] == "CancelTaskExecution"
     assert plan(resource(status=failed.status), due=True).action is Action.CANCEL
+
+
+@pytest.mark.parametrize(
+    "error",
+    [err(ErrorKind.SERVER, "InternalException", 500), err(ErrorKind.ACCESS_DENIED, "AccessDenied", 403),
+     err(ErrorKind.NETWORK, "ConnectionClosedError", None)],
+)
+def test_a_failed_refresh_never_takes_back_cancelled(error: AwsError) -> None:
+    """The chaos suite saw Cancelled=True flip to False (and a second cancel follow) when the
+    poll of a cancelled execution failed."""
+    cancelled = decide(resource(), CancelAccepted()).status
+    failed = decide(resource(status=cancelled), CallFailed(error, "DescribeTaskExecution"))
+    assert failed.changes(cancelled) == {}
+    assert failed.wake is Wake.POLL
+    assert failed.events == ()
+    assert plan(resource(status=cancelled), due=True).action is Action.DESCRIBE
