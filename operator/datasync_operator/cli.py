@@ -6,6 +6,7 @@ operator through ``env`` alone. ``run`` starts kopf in-process through :mod:`.ru
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -237,6 +238,37 @@ def main() -> None:
     help="Port of the metrics endpoint.",
 )
 @click.option(
+    "--metrics-address",
+    envvar=_env("METRICS_ADDRESS"),
+    show_envvar=True,
+    default=DEFAULTS.metrics_address,
+    metavar="ADDRESS",
+    help="Address the metrics endpoint binds to, e.g. 127.0.0.1 or :: (the liveness and "
+    "readiness endpoints take theirs in their URL).",
+)
+@click.option(
+    "--account-id",
+    envvar=_env("ACCOUNT_ID"),
+    show_envvar=True,
+    default=None,
+    metavar="ACCOUNT",
+    help="The operator's own AWS account (12 digits). With no DataSyncAccessPolicy, only "
+    "executions in it are allowed; unset, the operator does not check (its identity cannot "
+    "act in other accounts anyway, but the call is made and refused by AWS).",
+)
+@click.option(
+    "--extra-regions",
+    "extra_regions",
+    multiple=True,
+    envvar=_env("EXTRA_REGIONS"),
+    show_envvar=True,
+    metavar="REGION",
+    help="Regions to accept besides those of botocore's endpoint data, for a region AWS "
+    "opened after this operator's botocore was released (repeatable; the variable takes a "
+    "comma- or space-separated list). An execution in any other unknown region ends Stalled "
+    "InvalidSpec with no AWS call.",
+)
+@click.option(
     "--aws-rate-limit",
     type=positive,
     envvar=_env("AWS_RATE_LIMIT"),
@@ -302,6 +334,9 @@ def run(
     resync_interval: float,
     metrics_enabled: bool,
     metrics_port: int,
+    metrics_address: str,
+    account_id: str | None,
+    extra_regions: tuple[str, ...],
     aws_rate_limit: float,
     aws_rate_burst: float,
     aws_connect_timeout: float,
@@ -316,6 +351,14 @@ def run(
     watched = _split(namespaces)
     if all_namespaces and watched:
         raise click.UsageError("--namespace and --all-namespaces are mutually exclusive")
+    if account_id and not re.fullmatch(r"[0-9]{12}", account_id):
+        raise click.BadParameter("must be a 12-digit AWS account id", param_hint="--account-id")
+    regions = _split(extra_regions)
+    for region in regions:
+        if not re.fullmatch(r"[a-z]{2,4}(-[a-z0-9]+)+-[0-9]+", region):
+            raise click.BadParameter(
+                f"{region!r} is not a region name like us-east-1", param_hint="--extra-regions"
+            )
     if not all_namespaces and not watched:
         raise click.UsageError(
             "say which namespaces to watch: --namespace NAME (repeatable) or --all-namespaces"
@@ -353,6 +396,9 @@ def run(
         resync_interval=resync_interval,
         metrics_enabled=metrics_enabled,
         metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        account_id=account_id or None,
+        extra_regions=regions,
         aws=ClientSettings(
             connect_timeout=aws_connect_timeout,
             read_timeout=aws_read_timeout,

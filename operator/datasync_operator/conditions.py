@@ -53,8 +53,11 @@ class Reason(enum.StrEnum):
     REQUEST_REJECTED = "RequestRejected"
     #: Missing or insufficient AWS credentials or permissions.
     ACCESS_DENIED = "AccessDenied"
-    #: The resource's spec is invalid (it slipped past the CRD schema).
+    #: The resource's spec is invalid (it slipped past the CRD schema), or can never succeed
+    #: (a region its partition does not have, a request botocore refuses to build).
     INVALID_SPEC = "InvalidSpec"
+    #: No DataSyncAccessPolicy grants the resource's namespace its account, region or role.
+    NOT_PERMITTED = "NotPermitted"
     #: A bug in the operator itself failed this resource's reconcile repeatedly (still retried).
     INTERNAL_ERROR = "InternalError"
     #: ``desiredState`` is Running: no cancel was requested.

@@ -58,6 +58,13 @@ class OperatorConfig:
     resync_interval: float = 600.0
     metrics_enabled: bool = True
     metrics_port: int = 9090
+    #: The address the metrics endpoint binds to (``0.0.0.0``: every IPv4 interface).
+    metrics_address: str = "0.0.0.0"
+    #: The operator's own AWS account: without access policies, only executions in it are
+    #: allowed (None: not checked by the operator; AWS refuses other accounts to its identity).
+    account_id: str | None = None
+    #: Regions accepted besides those of botocore's endpoint data (regions opened since).
+    extra_regions: tuple[str, ...] = ()
     aws: ClientSettings = field(default_factory=ClientSettings)
 
     @property

@@ -8,6 +8,14 @@ to do, make at most the AWS call it asked for (after a rate-limit wait on the ev
 a thread), write status once, guarded by the resourceVersion they read, and schedule the next
 wake-up the decision asked for (polls, retries, re-checks all live in the queue's one timer heap).
 Any failure, Kubernetes' or AWS's, requeues the key.
+
+Before any AWS call (and before the rate limiter sees a region), the region is checked against
+the partition's (:mod:`.regions`) and the namespace's grant against the access policies
+(:mod:`.access`): a region that cannot exist ends ``Stalled InvalidSpec``, a refusal ends
+``Stalled NotPermitted``, with no call. kopf's two more event handlers feed the policies and the
+namespace labels in (:meth:`Controller.observe_policy`, :meth:`Controller.observe_namespace`);
+a change re-enqueues the keys it concerns at once, so a grant heals them and a revocation stops
+their calls.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from datasync_operator import FINALIZER, GROUP, KIND, PLURAL, SKIP_CANCEL_ANNOTATION, VERSION
+from datasync_operator.access import POLICY_PLURAL, AccessDirectory, Affected, Granted, Refused
 from datasync_operator.backoff import Backoff
 from datasync_operator.conditions import ConditionStatus, ConditionType
-from datasync_operator.datasync import DataSyncGateway, Target, role_session_name
+from datasync_operator.datasync import DataSyncGateway, Target
 from datasync_operator.errors import INVALID_REQUEST_CODE, AwsError
 from datasync_operator.events import EventRecorder, Involved
 from datasync_operator.kube import Conflict, KubeApiError, KubeClient, NotFound, ResourceRef
@@ -40,6 +49,7 @@ from datasync_operator.reconcile import (
     Decision,
     Described,
     NoCall,
+    NotPermitted,
     OperatorFailed,
     Outcome,
     Plan,
@@ -50,6 +60,7 @@ from datasync_operator.reconcile import (
     conclude,
     plan,
 )
+from datasync_operator.regions import KnownRegions
 from datasync_operator.schedule import PollSchedule
 from datasync_operator.spec import InvalidSpec, Spec, parse_spec
 from datasync_operator.workqueue import Priority, QueueShutDown, WorkQueue
@@ -58,6 +69,8 @@ logger = logging.getLogger("datasync_operator.controller")
 
 #: The DataSyncExecution resource, for the operator's own requests.
 RESOURCE = ResourceRef(GROUP, VERSION, PLURAL)
+#: The cluster-scoped DataSyncAccessPolicy resource (listed once at start, then watched by kopf).
+POLICIES = ResourceRef(GROUP, VERSION, POLICY_PLURAL)
 Key = tuple[str, str]  # (namespace, name)
 
 _CONDITION_TYPES = tuple(ConditionType)
@@ -153,6 +166,9 @@ class ControllerSettings:
     failure_max_delay: float = 30.0
     #: Failed attempts of the operator's own code before the object shows Stalled InternalError.
     internal_error_attempts: int = 5
+    #: How soon a key whose access cannot be decided yet (policies not listed, namespace labels
+    #: not seen yet) is looked at again.
+    undecided_delay: float = 0.5
 
 
 @dataclass(slots=True)
@@ -174,6 +190,8 @@ class Controller:
         events: EventRecorder,
         settings: ControllerSettings | None = None,
         *,
+        access: AccessDirectory | None = None,
+        regions: KnownRegions | None = None,
         leading: asyncio.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -186,6 +204,9 @@ class Controller:
         self.limiter = limiter
         self.events = events
         self.settings = settings or ControllerSettings()
+        #: The access policies and namespace labels (default: no policies, already listed).
+        self.access = access or AccessDirectory(synced=True)
+        self.regions = regions or KnownRegions.from_botocore()
         self.leading = leading
         self.clock = clock
         self.wall_clock = wall_clock
@@ -234,6 +255,21 @@ class Controller:
         else:
             self.queue.add(key, Priority.NORMAL)
 
+    def observe_policy(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Record a DataSyncAccessPolicy watch event; re-enqueue the keys it may concern."""
+        self._enqueue_where(self.access.observe_policy(event_type, body))
+
+    def observe_namespace(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """Record a namespace's labels; re-enqueue its keys when they matter and changed."""
+        name = str((body.get("metadata") or {}).get("name") or "")
+        if self.access.observe_namespace(event_type, body) and self.access.needs_labels:
+            self._enqueue_where(lambda namespace: namespace == name)
+
+    def _enqueue_where(self, affected: Affected) -> None:
+        for key in list(self.store):
+            if affected(key[0]):
+                self.queue.add(key, Priority.NORMAL)
+
     def _remember(self, key: Key, record: Record) -> bool:
         old = self.store.get(key)
         if old is not None and old.uid == record.uid and not record.newer_than(old):
@@ -264,6 +300,10 @@ class Controller:
             asyncio.create_task(self._sweeper(), name="datasync-ghost-sweeper"),
             asyncio.create_task(self.events.run(), name="datasync-event-poster"),
         ]
+        if not self.access.synced:
+            self._background.append(
+                asyncio.create_task(self._list_policies(), name="datasync-access-policies")
+            )
 
     async def stop(self) -> None:
         """Finish the reconciles in flight (up to the grace period), then stop the workers."""
@@ -325,9 +365,17 @@ class Controller:
         if accepted is not None and accepted[0] == record.uid and step.action is Action.CANCEL:
             outcome: Outcome = CancelAccepted(at=accepted[1])  # done before; not written yet
         else:
-            if not await self._rate_gate(key, step, due=due, timer=timer):
-                return  # deferred to its rate-limit slot (the key is queued again)
-            outcome = await self._carry_out(resource, step, log)
+            checked = self._authorize(key, step, live=timer is not None)
+            if checked is None:
+                self.queue.add_after(key, self.settings.undecided_delay, Priority.NORMAL)
+                return  # cannot be decided yet: looked at again shortly, nothing written
+            if isinstance(checked, Granted):
+                if not await self._rate_gate(key, step, due=due, timer=timer):
+                    return  # deferred to its rate-limit slot (the key is queued again)
+                outcome = await self._carry_out(resource, step, log, checked)
+            else:
+                log.warning("no AWS call: %s", checked.message)
+                outcome = checked
         if isinstance(outcome, CancelAccepted) and outcome.at is None:
             accepted = (record.uid, self.wall_clock())
             self._accepted[key] = accepted
@@ -373,6 +421,60 @@ class Controller:
             return
         self._report(key, record, decision, _object_logger(key, record))
 
+    def _authorize(
+        self, key: Key, step: Plan, *, live: bool
+    ) -> Granted | SpecInvalid | NotPermitted | None:
+        """Whether the call the plan asks for may be made, and as whom; None: not decidable yet.
+
+        Checked for every planned call, and for an object with a timer (a poll, retry or
+        re-check to come), so that a revoked grant shows at once and stops its timer.
+        """
+        spec = step.spec
+        if spec is None or (step.action is Action.NOTHING and not live):
+            return Granted()
+        problem = self.regions.problem(spec.arn)
+        if problem is not None:
+            return SpecInvalid(problem)
+        if not self.access.synced:
+            return None
+        verdict = self.access.verdict(key[0], spec)
+        if isinstance(verdict, Granted):
+            return verdict
+        if isinstance(verdict, Refused):
+            return NotPermitted(verdict.message)
+        logger.debug("labels of namespace %s not seen yet; %s/%s waits", key[0], *key)
+        return None
+
+    async def _list_policies(self) -> None:
+        """List the access policies once (kopf's watch keeps them current afterwards).
+
+        Until this list is in, no access verdict is given: a restart never acts on an empty
+        view of the policies. Without the CRD there can be no policies.
+        """
+        delay = 0.5
+        while True:
+            try:
+                items = await self.kube.list(POLICIES, None)
+            except NotFound:
+                logger.warning(
+                    "the DataSyncAccessPolicy CRD is not installed: the rules of a cluster "
+                    "without access policies apply"
+                )
+                items = []
+            except KubeApiError as error:
+                logger.warning(
+                    "cannot list DataSyncAccessPolicies (%s): no AWS call is made until they "
+                    "can be read; retrying in %.0fs",
+                    error,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.access.listed(items)
+            logger.info("access policies listed: %d", len(items))
+            return
+
     async def _rate_gate(self, key: Key, step: Plan, *, due: bool, timer: _Timer | None) -> bool:
         """Wait for (cancels) or reserve (describes) a rate-limit slot; False if deferred."""
         if step.action is Action.NOTHING or step.spec is None:
@@ -397,19 +499,16 @@ class Controller:
         self._poll_slots.discard(key)
         return True
 
-    async def _carry_out(self, resource: Resource, step: Plan, log: _Logger) -> Outcome:
+    async def _carry_out(
+        self, resource: Resource, step: Plan, log: _Logger, grant: Granted
+    ) -> Outcome:
         if step.invalid is not None:
             log.warning("invalid spec, no AWS call: %s", step.invalid.message)
             return SpecInvalid(step.invalid.message)
         spec = step.spec
         if step.action is Action.NOTHING or spec is None:
             return NoCall()
-        session = (
-            role_session_name(resource.namespace or "", resource.name or "")
-            if spec.role_arn
-            else None
-        )
-        target = Target(spec.arn, spec.role_arn, session)
+        target = Target(spec.arn, grant.role, resource.namespace or "")
         if step.action is Action.DESCRIBE:
             try:
                 return Described(await self.gateway.describe(target))

@@ -1,9 +1,14 @@
 """The AWS adapter: DataSync calls through boto3, off the event loop, with errors classified.
 
-This is the only module that talks to AWS. Clients are created once per region (the region and
-partition come from the execution ARN), or per region and assumed role for ``spec.roleArn``,
-and shared; botocore's own retries are switched off so that exactly one layer, the operator's
-reconcile loop, owns the retry policy (see the README, "Retries"). The per-region rate limit is
+This is the only module that talks to AWS. One botocore session (one loader, so botocore's
+endpoint data and service models are read once) serves the whole process. Clients are created
+once per region (the region and partition come from the execution ARN); for an assumed role
+(chosen by the access decision, :mod:`.access`), once per region, role and namespace. Assumed
+credentials come from STS ``AssumeRole`` with the namespace as a session tag (and the policy's
+ExternalId), are cached per (role, namespace) and shared by every resource there, and are
+renewed before they expire. botocore's own retries are switched off so that exactly one layer,
+the operator's reconcile loop, owns the retry policy (see the README, "Retries"). The per-region
+rate limit is
 the controller's (:mod:`.controller`): it waits for a slot on the event loop before a call is
 handed to a thread here, so no thread ever sleeps holding one. Endpoints can be overridden
 with the standard ``AWS_ENDPOINT_URL_DATASYNC`` / ``AWS_ENDPOINT_URL_STS`` /
@@ -20,15 +25,14 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import boto3
 import botocore.config
-import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
+from datasync_operator.access import AssumedRole
 from datasync_operator.arn import ExecutionArn
 from datasync_operator.errors import AwsError, ErrorKind, classify, sanitize
 from datasync_operator.execution import Description
@@ -46,6 +50,21 @@ _CREDENTIAL_ERRORS: tuple[type[Exception], ...] = (
     botocore.exceptions.CredentialRetrievalError,
     botocore.exceptions.NoAuthTokenError,
 )
+#: botocore refused to build the request: retrying the same spec can never succeed.
+_INPUT_ERRORS: tuple[type[Exception], ...] = (
+    botocore.exceptions.ParamValidationError,
+    botocore.exceptions.ValidationError,  # InvalidRegionError among others
+    botocore.exceptions.UnknownEndpointError,
+    botocore.exceptions.NoRegionError,
+)
+
+#: The session tag that carries the resource's namespace (EKS Pod Identity's key), for trust
+#: policies that restrict by ``aws:RequestTag/kubernetes-namespace``.
+NAMESPACE_TAG = "kubernetes-namespace"
+#: Assumed credentials are renewed when less than this is left (botocore's advisory window)...
+ADVISORY_REFRESH = timedelta(minutes=15)
+#: ... and, if STS fails meanwhile, used until this is left (botocore's mandatory window).
+MANDATORY_REFRESH = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +79,8 @@ class ClientSettings:
     rate_burst: float = 10.0
     #: Lifetime asked for assumed-role credentials (refreshed well before they expire).
     role_session_duration: int = 3600
-    #: Most clients kept for (region, role, session) combinations; least recently used go first.
+    #: Most clients kept for (region, role, namespace) combinations; least recently used go
+    #: first (and so do the cached credentials of the (role, namespace) pairs beyond it).
     max_clients: int = 512
 
 
@@ -69,18 +89,46 @@ class Target:
     """Which execution to call about, and as whom."""
 
     arn: ExecutionArn
-    role_arn: str | None = None
-    #: STS session name identifying the resource (used only with ``role_arn``).
-    session_name: str | None = None
+    #: The role to assume (the access decision's), or None: the operator's own identity.
+    role: AssumedRole | None = None
+    #: The resource's namespace: the session tag of an assumed role, and its cache key.
+    namespace: str = ""
 
 
 _SESSION_NAME_INVALID = re.compile(r"[^A-Za-z0-9+=,.@_-]")
 
 
-def role_session_name(namespace: str, name: str) -> str:
-    """An STS RoleSessionName (2-64 chars of ``[\\w+=,.@-]``) naming the resource."""
-    raw = _SESSION_NAME_INVALID.sub("-", f"dse@{namespace}.{name}")
+def role_session_name(namespace: str) -> str:
+    """An STS RoleSessionName (2-64 chars of ``[\\w+=,.@-]``) naming the namespace."""
+    raw = _SESSION_NAME_INVALID.sub("-", f"dse@{namespace}")
     return raw[:64]
+
+
+def session_tags(namespace: str) -> list[dict[str, str]]:
+    """The session tags of an assumed role for ``namespace``."""
+    return [{"Key": NAMESPACE_TAG, "Value": namespace}]
+
+
+#: (role ARN, namespace, ExternalId): one set of assumed credentials.
+Identity = tuple[str, str, str | None]
+#: (region, role ARN, namespace, ExternalId): one client; the role is None for the operator's own.
+ClientKey = tuple[str, str | None, str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Assumed:
+    """Temporary credentials from STS for one :data:`Identity`."""
+
+    access_key: str
+    secret_key: str
+    token: str
+    expires: datetime
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"_Assumed(expires={self.expires.isoformat()})"
+
+    def left(self, now: datetime) -> timedelta:
+        return self.expires - now
 
 
 def to_aws_error(exc: BaseException) -> AwsError:
@@ -102,6 +150,8 @@ def to_aws_error(exc: BaseException) -> AwsError:
         )
     if isinstance(exc, _CREDENTIAL_ERRORS):
         return AwsError(ErrorKind.ACCESS_DENIED, type(exc).__name__, sanitize(str(exc)))
+    if isinstance(exc, _INPUT_ERRORS):
+        return AwsError(ErrorKind.INVALID_INPUT, type(exc).__name__, sanitize(str(exc)))
     if isinstance(exc, _NETWORK_ERRORS):
         return AwsError(ErrorKind.NETWORK, type(exc).__name__, sanitize(str(exc)))
     return AwsError(ErrorKind.UNEXPECTED, type(exc).__name__, sanitize(str(exc)))
@@ -116,7 +166,8 @@ class DataSyncGateway:
         *,
         metrics: Metrics | None = None,
         executor: ThreadPoolExecutor | None = None,
-        session_factory: Callable[[], boto3.session.Session] = boto3.session.Session,
+        session: botocore.session.Session | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._settings = settings or ClientSettings()
         self._metrics = metrics or Metrics()
@@ -124,9 +175,14 @@ class DataSyncGateway:
             max_workers=self._settings.max_pool_connections,
             thread_name_prefix="datasync-aws",
         )
-        self._session_factory = session_factory
-        self._session: boto3.session.Session | None = None
-        self._clients: OrderedDict[tuple[str, str | None, str | None], Any] = OrderedDict()
+        #: The one botocore session (and loader) of the process.
+        self.session = session or botocore.session.get_session()
+        self._clock = clock
+        #: (region, role ARN, namespace, ExternalId) -> (credentials used, client).
+        self._clients: OrderedDict[ClientKey, tuple[_Assumed | None, Any]] = OrderedDict()
+        self._sts: dict[str, Any] = {}
+        self._assumed: OrderedDict[Identity, _Assumed] = OrderedDict()
+        self._assuming: dict[Identity, threading.Lock] = {}
         self._lock = threading.Lock()
         self._config = botocore.config.Config(
             connect_timeout=self._settings.connect_timeout,
@@ -137,65 +193,116 @@ class DataSyncGateway:
             user_agent_extra="datasync-operator",
         )
 
+    @property
+    def loader(self) -> Any:
+        """botocore's data loader of the one session (endpoint data, service models)."""
+        return self.session.get_component("data_loader")
+
     def client(self, target: Target) -> Any:
-        """The cached DataSync client for the target's region (and role), created on first use."""
+        """The cached DataSync client for the target's region (and role and namespace)."""
         region = target.arn.region
-        key = (region, target.role_arn, target.session_name if target.role_arn else None)
+        if target.role is None:
+            with self._lock:
+                return self._cached((region, None, "", None), None)
+        identity: Identity = (target.role.role_arn, target.namespace, target.role.external_id)
+        assumed = self._credentials(identity, region)
         with self._lock:
-            found = self._clients.get(key)
-            if found is not None:
-                self._clients.move_to_end(key)
-                return found
-            if self._session is None:
-                self._session = self._session_factory()
-            session = self._session
-            if target.role_arn:
-                session = self._assumed_session(region, target.role_arn, key[2] or "dse")
-            found = session.client("datasync", region_name=region, config=self._config)
-            self._clients[key] = found
-            while len(self._clients) > self._settings.max_clients:
-                _, evicted = self._clients.popitem(last=False)
-                evicted.close()
-            return found
+            return self._cached((region, *identity), assumed)
 
-    def _assumed_session(self, region: str, role_arn: str, session_name: str) -> Any:
-        """A boto3 session whose credentials come from STS AssumeRole, refreshed before expiry.
+    def _cached(self, key: ClientKey, assumed: _Assumed | None) -> Any:
+        """The client for ``key`` made with ``assumed`` (a new one when those were renewed)."""
+        region = key[0]
+        found = self._clients.get(key)
+        if found is not None and found[0] is assumed:
+            self._clients.move_to_end(key)
+            return found[1]
+        if assumed is None:
+            client = self.session.create_client(
+                "datasync", region_name=region, config=self._config
+            )
+        else:
+            client = self.session.create_client(
+                "datasync",
+                region_name=region,
+                config=self._config,
+                aws_access_key_id=assumed.access_key,
+                aws_secret_access_key=assumed.secret_key,
+                aws_session_token=assumed.token,
+            )
+        # A client made with credentials since renewed is dropped, not closed: a call on
+        # another thread may still be using it (its connections close when it is collected).
+        self._clients[key] = (assumed, client)
+        self._clients.move_to_end(key)
+        while len(self._clients) > self._settings.max_clients:
+            self._clients.popitem(last=False)
+        return client
 
-        botocore's refreshable credentials renew them when less than 15 minutes remain (and
-        must renew when less than 10 remain), inside whichever call needs them; STS failures
-        then surface from that call like any AWS error.
+    def _credentials(self, identity: Identity, region: str) -> _Assumed:
+        """The cached credentials of ``identity``, from STS when missing or about to expire.
+
+        One AssumeRole at a time per identity: the resources of one (role, namespace) that
+        start together share one call. Credentials with less than 15 minutes left are renewed;
+        if STS fails then, they are used until 10 minutes are left, as botocore does.
         """
-        base = self._session
-        assert base is not None
-        sts = base.client("sts", region_name=region, config=self._config)
-
-        def fetch() -> dict[str, str]:
-            started = time.perf_counter()
+        with self._lock:
+            current = self._assumed.get(identity)
+            if current is not None and current.left(self._clock()) > ADVISORY_REFRESH:
+                self._assumed.move_to_end(identity)
+                return current
+            lock = self._assuming.setdefault(identity, threading.Lock())
+        with lock:
+            with self._lock:
+                current = self._assumed.get(identity)
+                if current is not None and current.left(self._clock()) > ADVISORY_REFRESH:
+                    return current  # renewed by another thread meanwhile
             try:
-                answer = sts.assume_role(
-                    RoleArn=role_arn,
-                    RoleSessionName=session_name,
-                    DurationSeconds=self._settings.role_session_duration,
-                )
-            except Exception as exc:
-                self._record("AssumeRole", to_aws_error(exc).code, started)
+                fresh = self._assume_role(identity, region)
+            except Exception:
+                if current is not None and current.left(self._clock()) > MANDATORY_REFRESH:
+                    return current
                 raise
-            self._record("AssumeRole", None, started)
-            credentials = answer["Credentials"]
-            expiry = credentials["Expiration"]
-            return {
-                "access_key": credentials["AccessKeyId"],
-                "secret_key": credentials["SecretAccessKey"],
-                "token": credentials["SessionToken"],
-                "expiry_time": expiry.isoformat() if isinstance(expiry, datetime) else str(expiry),
-            }
+            with self._lock:
+                self._assumed[identity] = fresh
+                self._assumed.move_to_end(identity)
+                while len(self._assumed) > self._settings.max_clients:
+                    evicted, _ = self._assumed.popitem(last=False)
+                    self._assuming.pop(evicted, None)
+            return fresh
 
-        refreshable = botocore.credentials.DeferredRefreshableCredentials(
-            refresh_using=fetch, method="sts-assume-role"
+    def _assume_role(self, identity: Identity, region: str) -> _Assumed:
+        """STS AssumeRole for ``identity``, tagged with its namespace (in a worker thread)."""
+        role_arn, namespace, external_id = identity
+        with self._lock:
+            sts: Any = self._sts.get(region)
+            if sts is None:
+                sts = self._sts[region] = self.session.create_client(
+                    "sts", region_name=region, config=self._config
+                )
+        request: dict[str, Any] = {
+            "RoleArn": role_arn,
+            "RoleSessionName": role_session_name(namespace),
+            "DurationSeconds": self._settings.role_session_duration,
+            "Tags": session_tags(namespace),
+        }
+        if external_id is not None:
+            request["ExternalId"] = external_id
+        started = time.perf_counter()
+        try:
+            answer = sts.assume_role(**request)
+        except Exception as exc:
+            self._record("AssumeRole", to_aws_error(exc).code, started)
+            raise
+        self._record("AssumeRole", None, started)
+        credentials = answer["Credentials"]
+        expires = credentials["Expiration"]
+        if not isinstance(expires, datetime):
+            expires = datetime.fromisoformat(str(expires))
+        return _Assumed(
+            access_key=credentials["AccessKeyId"],
+            secret_key=credentials["SecretAccessKey"],
+            token=credentials["SessionToken"],
+            expires=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
         )
-        core = botocore.session.get_session()
-        core._credentials = refreshable  # type: ignore[attr-defined]  # no public setter
-        return boto3.session.Session(botocore_session=core)
 
     async def cancel(self, target: Target) -> None:
         """CancelTaskExecution; raises :class:`AwsError` on any failure."""
@@ -234,9 +341,13 @@ class DataSyncGateway:
         """Close the clients and the threads (after the controller has stopped its workers)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
-            for client in self._clients.values():
+            for _, client in self._clients.values():
+                client.close()
+            for client in self._sts.values():
                 client.close()
             self._clients.clear()
+            self._sts.clear()
+            self._assumed.clear()
 
 
 def describe_answer(answer: dict[str, Any]) -> Description:

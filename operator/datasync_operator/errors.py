@@ -21,6 +21,7 @@ class ErrorKind(enum.Enum):
     INVALID_REQUEST = "invalid-request"  # InvalidRequestException: find out why, never blind-retry
     ACCESS_DENIED = "access-denied"  # credentials or permissions: needs a human
     REJECTED = "rejected"  # any other 4xx: needs a change
+    INVALID_INPUT = "invalid-input"  # botocore refused to build the request: terminal for the spec
     UNEXPECTED = "unexpected"  # not an AWS answer at all (a bug or an unknown failure)
 
     @property
@@ -78,15 +79,45 @@ INVALID_REQUEST_CODE = "InvalidRequestException"
 #: Longest AWS message copied into status, events and logs.
 MAX_MESSAGE = 1024
 
-_ACCESS_KEY = re.compile(r"\b(AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b")
-_SECRET_LIKE = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+#: IAM unique-id prefixes: access keys (AKIA, ASIA), roles, users, groups, ... (12+ more chars).
+_ACCESS_KEY = re.compile(
+    r"(?<![A-Za-z0-9])(?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|APKA|AIPA|ABIA|ACCA)[A-Z0-9]{12,}"
+    r"(?![A-Za-z0-9])"
+)
+#: A run of 40 or more base64 characters, raw or URL-encoded: secret access keys (40), session
+#: tokens (hundreds, any length), signatures. Only runs with both upper- and lower-case letters
+#: are redacted (random base64 of this length has both), so ARNs, paths and ids stay readable.
+_B64_CHAR = r"(?:[A-Za-z0-9+/]|%2[BbFf])"
+_SECRET_RUN = re.compile(
+    rf"(?<![A-Za-z0-9+/%]){_B64_CHAR}{{40,}}(?:=|%3[Dd]){{0,2}}(?![A-Za-z0-9+/%=])"
+)
+#: A value named as secret, of any length: ``SessionToken": "..."``, ``aws_secret_access_key=...``,
+#: ``X-Amz-Security-Token: ...``, ``Signature=...``, ``password=...``.
+_NAMED_SECRET = re.compile(
+    r"(?i)((?:aws_)?secret_?access_?key|secret_?key|(?:aws_)?session_?token|security-?token"
+    r"|x-amz-security-token|x-amz-signature|signature|password|credentials?)"
+    r"([\"']?\s*[:=]\s*[\"']?)([^\s\"',;&}]+)"
+)
+
+
+def _redact_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if any(c.isupper() for c in run) and any(c.islower() for c in run):
+        return "<redacted>"
+    return run
 
 
 def sanitize(message: str) -> str:
-    """Make an AWS message safe to store: no key ids, nothing secret-shaped, bounded length."""
-    cleaned = _ACCESS_KEY.sub("<redacted-key-id>", message)
-    cleaned = _SECRET_LIKE.sub("<redacted>", cleaned)
-    cleaned = " ".join(cleaned.split())
+    """Make an AWS message safe to store: no key ids, nothing secret-shaped, bounded length.
+
+    Redacts access key ids (and other IAM unique ids), values named as secrets of any length,
+    and base64 runs of 40 characters or more (secret keys, session tokens of any length, raw or
+    URL-encoded).
+    """
+    cleaned = " ".join(message.split())
+    cleaned = _NAMED_SECRET.sub(lambda m: m.group(1) + m.group(2) + "<redacted>", cleaned)
+    cleaned = _ACCESS_KEY.sub("<redacted-key-id>", cleaned)
+    cleaned = _SECRET_RUN.sub(_redact_run, cleaned)
     if len(cleaned) > MAX_MESSAGE:
         cleaned = cleaned[: MAX_MESSAGE - 3] + "..."
     return cleaned

@@ -1,9 +1,12 @@
 """The kopf shell: what kopf does for the operator, and the one handler that feeds the queue.
 
-kopf logs in and watches DataSyncExecution objects, and serves liveness. Its only
-resource handler, ``observe`` (``@kopf.on.event``), hands every watch event to
+kopf logs in and watches DataSyncExecution objects, and serves liveness. Its resource
+handler, ``observe`` (``@kopf.on.event``), hands every watch event to
 :meth:`.controller.Controller.observe`, which records the latest copy and enqueues the key;
-the controller's workers do everything else. No handler of kopf's change-detecting kinds
+the controller's workers do everything else. Two more event handlers feed the access decision:
+``access-policy`` (the cluster-scoped DataSyncAccessPolicy objects) and ``namespace-labels``
+(the labels of namespaces, for the policies' ``namespaceSelector``); each re-enqueues the keys
+a change concerns. No handler of kopf's change-detecting kinds
 (create/update/delete/timers) is registered, so kopf writes nothing to the objects: no
 annotations, no finalizers; the operator's own finalizer (``deletionPolicy: Cancel``) and the
 status are written by the controller alone.
@@ -18,6 +21,7 @@ from typing import Any
 import kopf
 
 from datasync_operator import GROUP, PLURAL, VERSION
+from datasync_operator.access import POLICY_PLURAL
 from datasync_operator.controller import Controller
 
 logger = logging.getLogger("datasync_operator")
@@ -90,6 +94,16 @@ def register(
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="observe")
     async def observe(**kwargs: Any) -> None:
         controller.observe(kwargs["type"], kwargs["body"])
+
+    @kopf.on.event(GROUP, VERSION, POLICY_PLURAL, registry=registry, id="access-policy")
+    async def observe_policy(**kwargs: Any) -> None:
+        controller.observe_policy(kwargs["type"], kwargs["body"])
+
+    # Watched rather than read on demand: a label removed from a namespace revokes its grant
+    # at once (and the operator's own client would need one GET per namespace anyway).
+    @kopf.on.event("", "v1", "namespaces", registry=registry, id="namespace-labels")
+    async def observe_namespace(**kwargs: Any) -> None:
+        controller.observe_namespace(kwargs["type"], kwargs["body"])
 
     @kopf.on.cleanup(registry=registry)
     async def close(**_: Any) -> None:

@@ -60,6 +60,11 @@ _EARLIER_REFUSAL = AwsError(
 #: Stalled reasons that a later look at AWS can heal (re-checked slowly).
 HEALABLE = frozenset({Reason.ACCESS_DENIED, Reason.INVALID_REQUEST, Reason.REQUEST_REJECTED})
 
+#: Stalled reasons that are the operator's own verdict, not AWS's: decided again whenever the
+#: object is reconciled (an access policy or namespace changed, the operator restarted with
+#: another configuration), which costs no AWS call while the verdict stands.
+REDECIDED = frozenset({Reason.NOT_PERMITTED, Reason.INVALID_SPEC, Reason.INTERNAL_ERROR})
+
 
 @dataclass(frozen=True, slots=True)
 class Resource:
@@ -161,6 +166,15 @@ class NoCall:
 
 @dataclass(frozen=True, slots=True)
 class SpecInvalid:
+    """No call can succeed for this spec (it slipped past the schema, or its region is unknown)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotPermitted:
+    """The access policies refuse the call (:mod:`.access`): none was made."""
+
     message: str
 
 
@@ -203,7 +217,14 @@ class OperatorFailed:
 
 
 Outcome = (
-    NoCall | SpecInvalid | CancelAccepted | CancelRejected | Described | CallFailed | OperatorFailed
+    NoCall
+    | SpecInvalid
+    | NotPermitted
+    | CancelAccepted
+    | CancelRejected
+    | Described
+    | CallFailed
+    | OperatorFailed
 )
 
 
@@ -286,8 +307,8 @@ def plan(resource: Resource, *, due: bool = False) -> Plan:
         return replace(idle, action=Action.DESCRIBE) if due and _pollable(resource) else idle
     if resource.stalled_reason is Reason.ALREADY_FINISHED:
         return idle  # finished is final too
-    # Not yet handled at this generation, or shown as failed by an operator bug: act again.
-    fresh = not resource.settled or resource.stalled_reason is Reason.INTERNAL_ERROR
+    # Not yet handled at this generation, or stalled on the operator's own verdict: act again.
+    fresh = not resource.settled or resource.stalled_reason in REDECIDED
     if spec.desired is DesiredState.CANCELLED and _refused_then_failed(resource):
         # DataSync refused the cancel and the describe that would say why failed: find out
         # why first; sending the cancel again would only be refused again.
@@ -391,6 +412,17 @@ def _conclude(
                 _stalled_events(resource, Reason.INVALID_SPEC, message),
                 outcome="invalid-spec",
             )
+
+        case NotPermitted(message=message):
+            if resource.cancelled:
+                # A cancel already accepted stays accepted; only its refreshes stop.
+                new["conditions"] = cond.restamp(
+                    resource.conditions, generation=resource.generation
+                )
+                event = Event("Warning", Reason.NOT_PERMITTED.value, message)
+                return Decision(new, (event,), outcome="not-permitted")
+            decision = _stall(resource, new, Reason.NOT_PERMITTED, message, now, policy)
+            return replace(decision, outcome="not-permitted")
 
         case CancelAccepted(at=at):
             failed_before = _attempts(status)
@@ -556,6 +588,10 @@ def _conclude_failure(
     if error.kind is ErrorKind.ACCESS_DENIED:
         message = f"AWS refused the operator's credentials or permissions: {error}"
         return _stall(resource, new, Reason.ACCESS_DENIED, message, now, policy)
+    if error.kind is ErrorKind.INVALID_INPUT:
+        message = f"{_operation(resource)} can never succeed for this spec: {error}"
+        decision = _stall(resource, new, Reason.INVALID_SPEC, message, now, policy)
+        return replace(decision, outcome="invalid-spec")
     if error.kind is ErrorKind.INVALID_REQUEST:
         message = f"DataSync rejected {_operation(resource)}: {error.message}"
         return _stall(resource, new, Reason.INVALID_REQUEST, message, now, policy)
@@ -643,7 +679,7 @@ def _release(resource: Resource, outcome: Outcome) -> tuple[Event, ...] | None:
             return None
         case Described(description=description):
             return () if description.phase.finished else None
-        case CallFailed() | OperatorFailed():
+        case CallFailed() | OperatorFailed() | NotPermitted():
             return None
         case _:
             assert_never(outcome)

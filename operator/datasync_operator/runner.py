@@ -15,6 +15,7 @@ import threading
 
 import kopf
 
+from datasync_operator.access import AccessDirectory
 from datasync_operator.config import LogFormat, OperatorConfig
 from datasync_operator.controller import Controller, ControllerSettings
 from datasync_operator.datasync import DataSyncGateway
@@ -27,6 +28,7 @@ from datasync_operator.metrics import Metrics
 from datasync_operator.ratelimit import RegionalRateLimiter
 from datasync_operator.readiness import Readiness
 from datasync_operator.readiness import serve as serve_readiness
+from datasync_operator.regions import KnownRegions
 
 logger = logging.getLogger("datasync_operator")
 
@@ -75,7 +77,17 @@ def build_controller(
         resync_interval=config.resync_interval,
     )
     return Controller(
-        gateway, kube, metrics, config.policy, limiter, events, settings, leading=leading
+        gateway,
+        kube,
+        metrics,
+        config.policy,
+        limiter,
+        events,
+        settings,
+        # Nothing is decided until the access policies were listed once (the controller does).
+        access=AccessDirectory(own_account=config.account_id),
+        regions=KnownRegions.from_botocore(config.extra_regions, loader=gateway.loader),
+        leading=leading,
     )
 
 
@@ -165,6 +177,6 @@ def run(config: OperatorConfig) -> None:
     configure_logging(config, arns)
     metrics = Metrics()
     if config.metrics_enabled:
-        metrics.serve(config.metrics_port)
-        logger.info("serving metrics on :%d/metrics", config.metrics_port)
+        metrics.serve(config.metrics_port, config.metrics_address)
+        logger.info("serving metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
     asyncio.run(operate(config, metrics=metrics, arns=arns))

@@ -228,11 +228,12 @@ def test_bad_role_arns_are_refused_naming_the_field(value: object) -> None:
     assert step.invalid_spec is not None and "spec.roleArn" in step.invalid_spec
 
 
-def test_role_session_name_identifies_the_resource_within_sts_rules() -> None:
-    assert role_session_name("data", "nightly") == "dse@data.nightly"
-    long = role_session_name("n" * 63, "x" * 253)
-    assert len(long) == 64
-    assert role_session_name("a", "b:c/d") == "dse@a.b-c-d"
+def test_role_session_name_identifies_the_namespace_within_sts_rules() -> None:
+    # Credentials are shared per (role, namespace): the session names the namespace (the
+    # session tag carries it too, for trust policies), not one resource of it.
+    assert role_session_name("data") == "dse@data"
+    assert len(role_session_name("n" * 63)) == 64  # STS allows 64; the tag has it whole
+    assert role_session_name("a:b/c") == "dse@a-b-c"
 
 
 # --- rate limiting ------------------------------------------------------------------------------

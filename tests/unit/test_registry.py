@@ -1,4 +1,4 @@
-"""What the operator registers with kopf: one event handler and activities, nothing that writes.
+"""What the operator registers with kopf: event handlers and activities, nothing that writes.
 
 kopf writes to objects (progress and last-handled annotations, its finalizer) only for
 change-detecting handlers (create/update/resume/delete), timers and daemons. The operator has
@@ -27,10 +27,11 @@ def registry() -> Any:
     return made
 
 
-def test_one_event_handler_and_no_handler_that_makes_kopf_write() -> None:
+def test_event_handlers_only_and_no_handler_that_makes_kopf_write() -> None:
     made = registry()
     watching = made._watching.get_all_handlers()
-    assert [h.id for h in watching] == ["observe"]
+    # the executions; the access policies and namespace labels of the access decision
+    assert [h.id for h in watching] == ["observe", "access-policy", "namespace-labels"]
     assert made._changing.get_all_handlers() == []
     assert made._spawning.get_all_handlers() == []
     assert made._indexing.get_all_handlers() == []
