@@ -16,7 +16,6 @@ import pytest
 from datasync_operator import FINALIZER
 from datasync_operator.arn import parse_execution_arn
 from datasync_operator.backoff import Backoff
-from datasync_operator.conditions import Reason
 from datasync_operator.datasync import to_aws_error
 from datasync_operator.errors import AwsError, ErrorKind, sanitize
 from datasync_operator.execution import Description
@@ -206,7 +205,7 @@ SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 TOKENS = [session_token(n, n) for n in (44, 100, 356, 812, 1200, 2048)]
 
 
-@pytest.mark.parametrize("token", TOKENS + [SECRET_KEY], ids=lambda t: f"len{len(t)}")
+@pytest.mark.parametrize("token", [*TOKENS, SECRET_KEY], ids=lambda t: f"len{len(t)}")
 @pytest.mark.parametrize("shape", [
     "{t}",
     "The security token included in the request is invalid: {t}",
@@ -251,7 +250,7 @@ def test_ordinary_messages_stay_readable(kept: str) -> None:
 
 def test_a_redacted_error_keeps_its_code() -> None:
     token = TOKENS[2]
-    error = to_aws_error(botocore.exceptions.ClientError(
-        {"Error": {"Code": "InvalidClientTokenId", "Message": f"bad token {token}"},
-         "ResponseMetadata": {"HTTPStatusCode": 403}}, "CancelTaskExecution"))
+    response: Any = {"Error": {"Code": "InvalidClientTokenId", "Message": f"bad token {token}"},
+                     "ResponseMetadata": {"HTTPStatusCode": 403}}
+    error = to_aws_error(botocore.exceptions.ClientError(response, "CancelTaskExecution"))
     assert error == AwsError(ErrorKind.ACCESS_DENIED, "InvalidClientTokenId", "bad token <redacted>", 403)
