@@ -56,6 +56,7 @@ demo: venv controlplane ## one-command local demo on a real control plane
 bench: venv controlplane ## decision core; raw loop vs textbook kopf vs this operator (BENCH_ARGS="--storm 200 --running 500")
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_operator.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/bench_failover.py
 
 chart-crd: ## copy the canonical CRD into the chart
 	cp crds/datasyncexecution.yaml charts/datasync-operator/crds/datasyncexecution.yaml
