@@ -58,8 +58,9 @@ bench: venv controlplane ## decision core; raw loop vs textbook kopf vs this ope
 	$(BIN)/python benchmarks/bench_operator.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_failover.py
 
-chart-crd: ## copy the canonical CRD into the chart
-	cp crds/datasyncexecution.yaml charts/datasync-operator/crds/datasyncexecution.yaml
+chart-crd: ## copy the canonical CRDs into the chart (files/crds/, rendered by templates/crds.yaml)
+	rm -f charts/datasync-operator/files/crds/*.yaml
+	cp crds/*.yaml charts/datasync-operator/files/crds/
 
 clean: ## remove the virtualenv and local build output (not the shared tool cache)
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,9 @@
 """What the chart promises besides its templates: its CRDs, its values schema, its versions.
 
-- the chart's DataSyncExecution CRD is byte-identical to the canonical ``crds/`` file, and the
-  only CRD it installs (no kopf peering CRDs: replicas elect a leader through a Lease);
+- the chart's CRDs (``files/crds/``, rendered by ``templates/crds.yaml``) are byte-identical
+  copies of the canonical ``crds/`` files, one for each, and the chart has no Helm ``crds/``
+  folder (Helm would install from it once and never upgrade; it would also clash with the
+  templates); no kopf peering CRDs (replicas elect a leader through a Lease);
 - its Lease Role grants exactly the calls that leader election (``leadership.py``) makes on the
   Lease the chart configures, and nothing more;
 - ``values.schema.json`` accepts the defaults and makes helm refuse wrong types, unknown keys
@@ -24,8 +26,8 @@ import yaml
 
 from tests.support.helm import CHART_DIR, NAMESPACE, REPO_ROOT, Helm, of_kind, one
 
-CANONICAL_CRD = REPO_ROOT / "crds" / "datasyncexecution.yaml"
-CHART_CRD = CHART_DIR / "crds" / "datasyncexecution.yaml"
+CANONICAL_CRDS = REPO_ROOT / "crds"
+CHART_CRDS = CHART_DIR / "files" / "crds"
 
 
 def load_yaml(path: Path) -> Any:
@@ -35,17 +37,45 @@ def load_yaml(path: Path) -> Any:
 # --- CRDs ------------------------------------------------------------------------------------
 
 
-def test_chart_crd_is_byte_identical_to_the_canonical_crd() -> None:
-    assert CHART_CRD.read_bytes() == CANONICAL_CRD.read_bytes(), (
-        f"{CHART_CRD.relative_to(REPO_ROOT)} differs from {CANONICAL_CRD.relative_to(REPO_ROOT)}; "
-        "copy it with `make chart-crd` (cp crds/datasyncexecution.yaml "
-        "charts/datasync-operator/crds/)"
+def test_chart_crds_are_byte_identical_to_the_canonical_crds() -> None:
+    canonical = sorted(p.name for p in CANONICAL_CRDS.glob("*.yaml"))
+    assert "datasyncexecution.yaml" in canonical
+    assert sorted(p.name for p in CHART_CRDS.iterdir()) == canonical, (
+        "charts/datasync-operator/files/crds/ must hold a copy of every crds/*.yaml and nothing "
+        "else: `make chart-crd`"
     )
+    for name in canonical:
+        assert (CHART_CRDS / name).read_bytes() == (CANONICAL_CRDS / name).read_bytes(), (
+            f"charts/datasync-operator/files/crds/{name} differs from crds/{name}: `make chart-crd`"
+        )
 
 
-def test_chart_crds_folder_holds_only_known_files() -> None:
-    # Helm installs every file in crds/: nothing else may slip in (kopf's peering CRDs are gone).
-    assert sorted(p.name for p in (CHART_DIR / "crds").iterdir()) == ["datasyncexecution.yaml"]
+def test_chart_has_no_helm_crds_folder() -> None:
+    # CRDs are templates (crds.enabled/crds.keep): a crds/ folder would be installed by Helm
+    # besides them (a clash on install) and never upgraded.
+    assert not (CHART_DIR / "crds").exists()
+
+
+def _crds(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == "CustomResourceDefinition"]
+
+
+def test_crds_are_rendered_kept_and_labelled(helm: Helm) -> None:
+    docs = helm.template({"commonLabels": {"team": "data"}})
+    [crd] = _crds(docs)
+    canonical = load_yaml(CANONICAL_CRDS / "datasyncexecution.yaml")
+    assert crd["spec"] == canonical["spec"]  # the same CRD, whatever the YAML formatting
+    assert crd["metadata"]["name"] == canonical["metadata"]["name"]
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    labels = crd["metadata"]["labels"]
+    assert labels["app.kubernetes.io/component"] == "crd" and labels["team"] == "data"
+    assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_crds_without_keep_or_not_managed(helm: Helm) -> None:
+    [crd] = _crds(helm.template({"crds": {"keep": False}}))
+    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+    assert _crds(helm.template({"crds": {"enabled": False}})) == []
 
 
 # --- leader election: the Lease RBAC is what leadership.py calls -----------------------------

@@ -29,13 +29,16 @@ when the release name already contains the chart name. Truncated to 63 character
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The labels every resource carries (Kubernetes recommended labels). */}}
+{{/* The labels every resource carries (Kubernetes recommended labels, then commonLabels). */}}
 {{- define "datasync-operator.labels" -}}
 helm.sh/chart: {{ include "datasync-operator.chart" . }}
 {{ include "datasync-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: datasync-operator
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/* The labels that select the operator's pods (immutable in a Deployment: keep them stable). */}}
@@ -54,12 +57,46 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* The image reference: repository@digest, else repository:tag (tag defaults to appVersion). */}}
+{{/*
+The image reference: [registry/]repository@digest, else [registry/]repository:tag (the tag
+defaults to appVersion). image.registry replaces nothing in repository: it is put in front.
+*/}}
 {{- define "datasync-operator.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- with .Values.image.registry }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository }}
+{{- end }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's configuration as environment variables, shared by the operator's container and
+the `helm test` pod (whose `datasync-operator doctor` reads the same variables).
+*/}}
+{{- define "datasync-operator.scopeEnv" -}}
+{{- $namespaces := include "datasync-operator.watchedNamespaces" . | fromJsonArray }}
+{{- $leaderElection := include "datasync-operator.leaderElection" . -}}
+# The pod's namespace (the release namespace): where the Lease lives.
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- if .Values.watch.allNamespaces }}
+- name: DATASYNC_OPERATOR_ALL_NAMESPACES
+  value: "true"
+{{- else }}
+- name: DATASYNC_OPERATOR_NAMESPACES
+  value: {{ join "," $namespaces | quote }}
+{{- end }}
+- name: DATASYNC_OPERATOR_STANDALONE
+  value: {{ ternary "false" "true" (eq $leaderElection "true") | quote }}
+{{- if $leaderElection }}
+- name: DATASYNC_OPERATOR_LEASE_NAME
+  value: {{ include "datasync-operator.leaseName" . | quote }}
 {{- end }}
 {{- end }}
 
