@@ -41,7 +41,7 @@ def test_crd_identity_matches_the_package() -> None:
     assert version["name"] == VERSION
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == ["Desired", "Execution", "Ready", "Reason", "Age"]
+    assert columns == ["Desired", "Execution", "Ready", "Reason", "Execution ARN", "Attempts", "Message", "Age"]
 
 
 def test_crd_pattern_is_the_api_pattern() -> None:
