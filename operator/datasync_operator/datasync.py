@@ -1,15 +1,18 @@
 """The AWS adapter: DataSync calls through boto3, off the event loop, with errors classified.
 
 This is the only module that talks to AWS. One botocore session (one loader, so botocore's
-endpoint data and service models are read once) serves the whole process. Clients are created
-once per region (the region and partition come from the execution ARN); for an assumed role
-(chosen by the access decision, :mod:`.access`), once per region, role and namespace. Assumed
-credentials come from STS ``AssumeRole`` with the namespace as a session tag (and the policy's
-ExternalId), are cached per (role, namespace) and shared by every resource there, and are
-renewed before they expire. botocore's own retries are switched off so that exactly one layer,
-the operator's reconcile loop, owns the retry policy (see the README, "Retries"). The per-region
-rate limit is
-the controller's (:mod:`.controller`): it waits for a slot on the event loop before a call is
+endpoint data and service models are read once) serves the whole process, and one DataSync
+client per region (the region and partition come from the execution ARN) serves every identity.
+A call made as an assumed role (chosen by the access decision, :mod:`.access`) is signed with
+that role's credentials through botocore's per-request credentials (the ``before-sign`` hook
+of :meth:`DataSyncGateway._sign_as`), so a role costs its credentials, not a client (each
+client holds its own HTTP pool and TLS context: about half a MiB). Assumed credentials come from
+STS ``AssumeRole`` with the namespace as a session tag (and the policy's ExternalId), are cached
+per (role, namespace) and shared by every resource there, and are renewed before they expire.
+
+botocore's own retries are switched off so that exactly one layer, the operator's reconcile
+loop, owns the retry policy (see the README, "Retries"). The per-region rate limit is the
+controller's (:mod:`.controller`): it waits for a slot on the event loop before a call is
 handed to a thread here, so no thread ever sleeps holding one. Endpoints can be overridden
 with the standard ``AWS_ENDPOINT_URL_DATASYNC`` / ``AWS_ENDPOINT_URL_STS`` /
 ``AWS_ENDPOINT_URL`` variables, which botocore reads itself.
@@ -29,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import botocore.config
+import botocore.credentials
 import botocore.exceptions
 import botocore.session
 
@@ -79,9 +83,8 @@ class ClientSettings:
     rate_burst: float = 10.0
     #: Lifetime asked for assumed-role credentials (refreshed well before they expire).
     role_session_duration: int = 3600
-    #: Most clients kept for (region, role, namespace) combinations; least recently used go
-    #: first (and so do the cached credentials of the (role, namespace) pairs beyond it).
-    max_clients: int = 512
+    #: Most (role, namespace) credentials kept; the least recently used go first.
+    max_identities: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +114,16 @@ def session_tags(namespace: str) -> list[dict[str, str]]:
 
 #: (role ARN, namespace, ExternalId): one set of assumed credentials.
 Identity = tuple[str, str, str | None]
-#: (region, role ARN, namespace, ExternalId): one client; the role is None for the operator's own.
-ClientKey = tuple[str, str | None, str, str | None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class _Assumed:
-    """Temporary credentials from STS for one :data:`Identity`."""
+    """Temporary credentials from STS for one :data:`Identity` (repr shows no secret)."""
 
-    access_key: str
-    secret_key: str
-    token: str
+    credentials: botocore.credentials.Credentials
     expires: datetime
 
-    def __repr__(self) -> str:  # never print a secret
+    def __repr__(self) -> str:
         return f"_Assumed(expires={self.expires.isoformat()})"
 
     def left(self, now: datetime) -> timedelta:
@@ -178,12 +177,14 @@ class DataSyncGateway:
         #: The one botocore session (and loader) of the process.
         self.session = session or botocore.session.get_session()
         self._clock = clock
-        #: (region, role ARN, namespace, ExternalId) -> (credentials used, client).
-        self._clients: OrderedDict[ClientKey, tuple[_Assumed | None, Any]] = OrderedDict()
+        #: One DataSync client per region, and one STS client per region.
+        self._clients: dict[str, Any] = {}
         self._sts: dict[str, Any] = {}
         self._assumed: OrderedDict[Identity, _Assumed] = OrderedDict()
         self._assuming: dict[Identity, threading.Lock] = {}
         self._lock = threading.Lock()
+        #: The credentials of the call the current thread is making (None: the operator's own).
+        self._signing = threading.local()
         self._config = botocore.config.Config(
             connect_timeout=self._settings.connect_timeout,
             read_timeout=self._settings.read_timeout,
@@ -198,44 +199,40 @@ class DataSyncGateway:
         """botocore's data loader of the one session (endpoint data, service models)."""
         return self.session.get_component("data_loader")
 
-    def client(self, target: Target) -> Any:
-        """The cached DataSync client for the target's region (and role and namespace)."""
-        region = target.arn.region
-        if target.role is None:
-            with self._lock:
-                return self._cached((region, None, "", None), None)
-        identity: Identity = (target.role.role_arn, target.namespace, target.role.external_id)
-        assumed = self._credentials(identity, region)
+    def client(self, region: str) -> Any:
+        """The DataSync client of ``region`` (for every identity), created on first use."""
         with self._lock:
-            return self._cached((region, *identity), assumed)
+            found = self._clients.get(region)
+            if found is None:
+                found = self.session.create_client(
+                    "datasync", region_name=region, config=self._config
+                )
+                found.meta.events.register("before-sign.datasync", self._sign_as)
+                self._clients[region] = found
+            return found
 
-    def _cached(self, key: ClientKey, assumed: _Assumed | None) -> Any:
-        """The client for ``key`` made with ``assumed`` (a new one when those were renewed)."""
-        region = key[0]
-        found = self._clients.get(key)
-        if found is not None and found[0] is assumed:
-            self._clients.move_to_end(key)
-            return found[1]
-        if assumed is None:
-            client = self.session.create_client(
-                "datasync", region_name=region, config=self._config
-            )
-        else:
-            client = self.session.create_client(
-                "datasync",
-                region_name=region,
-                config=self._config,
-                aws_access_key_id=assumed.access_key,
-                aws_secret_access_key=assumed.secret_key,
-                aws_session_token=assumed.token,
-            )
-        # A client made with credentials since renewed is dropped, not closed: a call on
-        # another thread may still be using it (its connections close when it is collected).
-        self._clients[key] = (assumed, client)
-        self._clients.move_to_end(key)
-        while len(self._clients) > self._settings.max_clients:
-            self._clients.popitem(last=False)
-        return client
+    def _sign_as(self, request: Any, **_: Any) -> None:
+        """Sign this thread's request with the assumed role's credentials, if it has one.
+
+        botocore reads ``request.context["signing"]["request_credentials"]`` right after
+        ``before-sign`` (``RequestSigner.sign``) and signs with them instead of the client's.
+        """
+        credentials = getattr(self._signing, "credentials", None)
+        if credentials is not None:
+            request.context.setdefault("signing", {})["request_credentials"] = credentials
+
+    def _as_target(self, target: Target, call: Callable[[Any], T]) -> T:
+        """Run ``call(client)`` (in a worker thread) as the target's identity."""
+        client = self.client(target.arn.region)
+        if target.role is None:
+            return call(client)
+        identity: Identity = (target.role.role_arn, target.namespace, target.role.external_id)
+        assumed = self._credentials(identity, target.arn.region)
+        self._signing.credentials = assumed.credentials
+        try:
+            return call(client)
+        finally:
+            self._signing.credentials = None
 
     def _credentials(self, identity: Identity, region: str) -> _Assumed:
         """The cached credentials of ``identity``, from STS when missing or about to expire.
@@ -264,7 +261,7 @@ class DataSyncGateway:
             with self._lock:
                 self._assumed[identity] = fresh
                 self._assumed.move_to_end(identity)
-                while len(self._assumed) > self._settings.max_clients:
+                while len(self._assumed) > self._settings.max_identities:
                     evicted, _ = self._assumed.popitem(last=False)
                     self._assuming.pop(evicted, None)
             return fresh
@@ -298,9 +295,12 @@ class DataSyncGateway:
         if not isinstance(expires, datetime):
             expires = datetime.fromisoformat(str(expires))
         return _Assumed(
-            access_key=credentials["AccessKeyId"],
-            secret_key=credentials["SecretAccessKey"],
-            token=credentials["SessionToken"],
+            botocore.credentials.Credentials(
+                credentials["AccessKeyId"],
+                credentials["SecretAccessKey"],
+                credentials["SessionToken"],
+                method="sts-assume-role",
+            ),
             expires=expires if expires.tzinfo else expires.replace(tzinfo=UTC),
         )
 
@@ -309,7 +309,10 @@ class DataSyncGateway:
         await self._call(
             target,
             "CancelTaskExecution",
-            lambda: self.client(target).cancel_task_execution(TaskExecutionArn=str(target.arn)),
+            lambda: self._as_target(
+                target,
+                lambda client: client.cancel_task_execution(TaskExecutionArn=str(target.arn)),
+            ),
         )
 
     async def describe(self, target: Target) -> Description:
@@ -317,7 +320,10 @@ class DataSyncGateway:
         answer: dict[str, Any] = await self._call(
             target,
             "DescribeTaskExecution",
-            lambda: self.client(target).describe_task_execution(TaskExecutionArn=str(target.arn)),
+            lambda: self._as_target(
+                target,
+                lambda client: client.describe_task_execution(TaskExecutionArn=str(target.arn)),
+            ),
         )
         return describe_answer(answer)
 
@@ -341,7 +347,7 @@ class DataSyncGateway:
         """Close the clients and the threads (after the controller has stopped its workers)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
-            for _, client in self._clients.values():
+            for client in self._clients.values():
                 client.close()
             for client in self._sts.values():
                 client.close()

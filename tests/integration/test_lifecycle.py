@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.conftest import OperatorFactory, wait_condition
 from tests.integration.test_cancel_scenarios import CANCEL, DESCRIBE, NAME, create, stays
-from tests.support.fault_proxy import UNKNOWN_OPERATION, Fault, FaultKind, FaultProxy
+from tests.support.fault_proxy import FaultProxy
 from tests.support.kube_emulator import KubeEmulator
 from tests.support.moto_server import MotoServer
 from tests.support.objects import condition, condition_summary
@@ -213,44 +213,8 @@ def test_unknown_status_from_aws_is_shown_not_crashed_on(
     assert operator.running
 
 
-ROLE = "arn:aws:iam::123456789012:role/datasync-canceller"
-
-
-def test_role_arn_is_assumed_through_sts(
-    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
-    start_operator: OperatorFactory,
-) -> None:
-    arn = moto.create_execution()
-    operator = start_operator(env={"AWS_ENDPOINT_URL_STS": moto.url})
-    kube.create(NAME, {"executionArn": arn, "desiredState": "Cancelled", "roleArn": ROLE},
-                namespace=namespace)
-    wait_condition(kube, NAME, namespace, "Cancelled", "True", process=operator)
-    [request] = proxy.requests(CANCEL)
-    # signed with temporary credentials from STS, not with the operator's own key
-    assert request.access_key_id is not None
-    assert request.access_key_id.startswith("ASIA")
-    assert request.access_key_id != "AKIAIOSFODNN7EXAMPLE"
-    data = urllib.request.urlopen(f"{moto.url}/moto-api/data.json", timeout=5).read().decode()
-    assert f"dse@{namespace}.{NAME}" in data  # the session name identifies the resource
-    assert request.access_key_id not in operator.log()
-
-
-def test_assume_role_denied_stalls_access_denied(
-    kube: KubeEmulator, moto: MotoServer, proxy: FaultProxy, namespace: str,
-    start_operator: OperatorFactory,
-) -> None:
-    arn = moto.create_execution()
-    # STS through the proxy too, answering AccessDenied to AssumeRole (query protocol: no target)
-    proxy.add_fault(UNKNOWN_OPERATION, Fault(
-        FaultKind.ERROR, remaining=None, status=403, code="AccessDenied",
-        message="not authorized to perform sts:AssumeRole", xml=True,
-    ))
-    operator = start_operator(env={"AWS_ENDPOINT_URL_STS": proxy.url})
-    kube.create(NAME, {"executionArn": arn, "desiredState": "Cancelled", "roleArn": ROLE},
-                namespace=namespace)
-    obj = wait_condition(kube, NAME, namespace, "Stalled", "True", "AccessDenied", process=operator)
-    assert "sts:AssumeRole" in condition(obj, "Stalled")["message"]
-    assert proxy.calls(CANCEL) == 0
+# spec.roleArn needs an access policy's grant now: tests/integration/test_tenancy.py has the
+# assumed-role tests (session tags, ExternalId, AssumeRole refused, refused without a policy).
 
 
 def test_rate_limit_is_shared_by_all_resources(

@@ -525,7 +525,9 @@ class FaultProxy(Service):
         try:
             parsed = json.loads(body) if body else {}
         except ValueError:
-            parsed = {}
+            # Query-protocol services (STS) send a form: kept as {name: value}, e.g.
+            # {"Action": "AssumeRole", "Tags.member.1.Key": "kubernetes-namespace", ...}.
+            parsed = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
         with self._lock:
             self._counts[operation] += 1
             fault: Fault | None = None
