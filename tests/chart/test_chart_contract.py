@@ -60,9 +60,14 @@ def _crds(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == "CustomResourceDefinition"]
 
 
+def _dse_crd(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in _crds(docs) if d["metadata"]["name"] == "datasyncexecutions.datasync.operator.io"]
+
+
 def test_crds_are_rendered_kept_and_labelled(helm: Helm) -> None:
     docs = helm.template({"commonLabels": {"team": "data"}})
-    [crd] = _crds(docs)
+    assert len(_crds(docs)) == len(list(CANONICAL_CRDS.glob("*.yaml")))  # every CRD
+    [crd] = _dse_crd(docs)
     canonical = load_yaml(CANONICAL_CRDS / "datasyncexecution.yaml")
     assert crd["spec"] == canonical["spec"]  # the same CRD, whatever the YAML formatting
     assert crd["metadata"]["name"] == canonical["metadata"]["name"]
@@ -73,7 +78,7 @@ def test_crds_are_rendered_kept_and_labelled(helm: Helm) -> None:
 
 
 def test_crds_without_keep_or_not_managed(helm: Helm) -> None:
-    [crd] = _crds(helm.template({"crds": {"keep": False}}))
+    [crd] = _dse_crd(helm.template({"crds": {"keep": False}}))
     assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
     assert _crds(helm.template({"crds": {"enabled": False}})) == []
 
