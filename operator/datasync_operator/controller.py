@@ -38,10 +38,13 @@ from datasync_operator.conditions import ConditionStatus, ConditionType
 from datasync_operator.datasync import DataSyncGateway, Target
 from datasync_operator.errors import INVALID_REQUEST_CODE, AwsError
 from datasync_operator.events import EventRecorder, Involved
+from datasync_operator.execution import Phase
 from datasync_operator.kube import Conflict, KubeApiError, KubeClient, NotFound, ResourceRef
 from datasync_operator.metrics import Metrics
 from datasync_operator.ratelimit import RegionalRateLimiter
 from datasync_operator.reconcile import (
+    CANCEL_UNCONFIRMED,
+    UNCONFIRMED_CANCEL,
     Action,
     CallFailed,
     CancelAccepted,
@@ -480,7 +483,7 @@ class Controller:
         if step.action is Action.NOTHING or step.spec is None:
             return True
         region = step.spec.region
-        if step.action is Action.CANCEL:
+        if step.action in (Action.CANCEL, Action.CHECK_THEN_CANCEL):
             waited = await self.limiter.acquire(region)
             self.metrics.rate_limited.labels(region).observe(waited)
             return True
@@ -514,6 +517,15 @@ class Controller:
                 return Described(await self.gateway.describe(target))
             except AwsError as error:
                 return CallFailed(error, "DescribeTaskExecution")
+        if step.action is Action.CHECK_THEN_CANCEL:
+            # The last cancel's answer was lost and DataSync may have acted on it: look before
+            # sending another, so that a lost answer never costs a second cancel.
+            try:
+                description = await self.gateway.describe(target)
+            except AwsError as error:
+                return CallFailed(error, CANCEL_UNCONFIRMED)
+            if description.phase not in (Phase.ACTIVE, Phase.UNKNOWN):
+                return CancelRejected(UNCONFIRMED_CANCEL, description=description)
         try:
             log.info("requesting CancelTaskExecution")
             await self.gateway.cancel(target)

@@ -36,6 +36,9 @@ class Action(enum.Enum):
     NOTHING = "nothing"
     CANCEL = "cancel"
     DESCRIBE = "describe"
+    #: The last cancel's answer was lost (it may have taken effect): describe, and cancel only
+    #: if the execution still runs.
+    CHECK_THEN_CANCEL = "check-then-cancel"
 
 
 class Wake(enum.Enum):
@@ -50,6 +53,15 @@ class Wake(enum.Enum):
 #: ``status.retry.lastError.operation`` of a describe that followed a refused cancel and failed:
 #: the retry describes again instead of sending the cancel a second time.
 DESCRIBE_AFTER_REFUSAL = "DescribeTaskExecution(after a refused cancel)"
+#: ``status.retry.lastError.operation`` of a cancel whose answer was lost (a timeout or a dropped
+#: connection: DataSync may have acted on it): the retry looks before it cancels again.
+CANCEL_UNCONFIRMED = "CancelTaskExecution(unconfirmed)"
+#: What is known when the look after a lost answer finds the execution no longer running.
+UNCONFIRMED_CANCEL = AwsError(
+    ErrorKind.INVALID_REQUEST,
+    "InvalidRequestException",
+    "the answer to an earlier CancelTaskExecution was lost",
+)
 #: What is known of a refusal whose describe failed, when a later describe answers.
 _EARLIER_REFUSAL = AwsError(
     ErrorKind.INVALID_REQUEST,
@@ -313,6 +325,8 @@ def plan(resource: Resource, *, due: bool = False) -> Plan:
         # DataSync refused the cancel and the describe that would say why failed: find out
         # why first; sending the cancel again would only be refused again.
         return replace(idle, action=Action.DESCRIBE) if fresh or due else idle
+    if spec.desired is DesiredState.CANCELLED and _unconfirmed(resource):
+        return replace(idle, action=Action.CHECK_THEN_CANCEL) if fresh or due else idle
     if spec.desired is DesiredState.CANCELLED:
         acts = fresh or due or not resource.waiting
         return replace(idle, action=Action.CANCEL) if acts else idle
@@ -331,14 +345,25 @@ def _plan_deletion(resource: Resource, spec: Spec, *, due: bool) -> Plan:
         return idle
     if _refused_then_failed(resource):
         return replace(idle, action=Action.DESCRIBE)
+    if _unconfirmed(resource):
+        return replace(idle, action=Action.CHECK_THEN_CANCEL)
     return replace(idle, action=Action.CANCEL)
 
 
 def _refused_then_failed(resource: Resource) -> bool:
     """A cancel was refused and the describe that followed failed transiently."""
+    return _last_failed(resource) == DESCRIBE_AFTER_REFUSAL
+
+
+def _unconfirmed(resource: Resource) -> bool:
+    """The last cancel's answer was lost: it may have taken effect."""
+    return _last_failed(resource) == CANCEL_UNCONFIRMED
+
+
+def _last_failed(resource: Resource) -> object:
     retry = resource.status.get("retry")
     last = retry.get("lastError") if isinstance(retry, Mapping) else None
-    return isinstance(last, Mapping) and last.get("operation") == DESCRIBE_AFTER_REFUSAL
+    return last.get("operation") if isinstance(last, Mapping) else None
 
 
 def _nothing_to_cancel(resource: Resource) -> bool:
@@ -485,6 +510,8 @@ def _conclude(
         case CallFailed(error=error, operation=operation):
             if operation == "DescribeTaskExecution" and _refused_then_failed(resource):
                 operation = DESCRIBE_AFTER_REFUSAL  # still finding out why it was refused
+            if operation == "CancelTaskExecution" and error.kind is ErrorKind.NETWORK:
+                operation = CANCEL_UNCONFIRMED  # it may have reached DataSync: look next time
             return _conclude_failure(
                 resource, error, new, now=now, policy=policy, rng=rng, operation=operation
             )
@@ -567,7 +594,7 @@ def _conclude_failure(
         delay = policy.backoff.delay(attempts, rng)
         next_time = cond.format_time(now + timedelta(seconds=delay))
         reason = _RETRY_REASONS[error.kind]
-        shown = "DescribeTaskExecution" if operation == DESCRIBE_AFTER_REFUSAL else operation
+        shown = _SHOWN.get(operation, operation)
         message = f"{shown} failed with {error}; retry {attempts} in {delay:.1f}s"
         first = _first_attempt(resource.status) if attempts > 1 else None
         new["retry"] = {
@@ -690,6 +717,11 @@ def _not_found(error: AwsError) -> bool:
 
 
 # --- condition sets --------------------------------------------------------------------------
+
+_SHOWN = {
+    DESCRIBE_AFTER_REFUSAL: "DescribeTaskExecution",
+    CANCEL_UNCONFIRMED: "CancelTaskExecution",
+}
 
 _RETRY_REASONS = {
     ErrorKind.SERVER: Reason.RETRYING_SERVER_ERROR,

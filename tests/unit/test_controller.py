@@ -344,3 +344,23 @@ async def test_an_operator_bug_is_retried_counted_and_shown_then_heals(harness: 
     gateway.bug = None  # fixed (say, by an upgrade): the retries go on and it heals
     await eventually(lambda: kube.condition("a", "Cancelled") == ("True", "CancelAccepted"))
     assert kube.condition("a", "Stalled") == ("False", "Idle")
+
+
+async def test_a_lost_cancel_answer_is_checked_not_repeated(harness: Harness) -> None:
+    """The cancel reached DataSync but its answer was lost: the retry looks, finds it
+    cancelled, and never sends a second cancel."""
+    from datasync_operator.errors import AwsError, ErrorKind
+
+    controller, kube, gateway = harness
+    original = gateway.cancel
+
+    async def accepted_then_lost(target: Target) -> None:
+        await original(target)
+        if gateway.count("cancel") == 1:
+            raise AwsError(ErrorKind.NETWORK, "ReadTimeoutError", "Read timeout")
+
+    gateway.cancel = accepted_then_lost  # type: ignore[method-assign]
+    controller.observe("ADDED", kube.put("a", spec(1)))
+    await eventually(lambda: kube.condition("a", "Cancelled") == ("True", "AlreadyCancelled"))
+    assert gateway.count("cancel") == 1
+    assert gateway.count("describe") >= 1

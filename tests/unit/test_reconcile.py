@@ -12,6 +12,7 @@ from datasync_operator.backoff import Backoff
 from datasync_operator.errors import AwsError, ErrorKind
 from datasync_operator.execution import Description
 from datasync_operator.reconcile import (
+    UNCONFIRMED_CANCEL,
     Action,
     CallFailed,
     CancelAccepted,
@@ -530,3 +531,27 @@ def test_a_failed_refresh_never_takes_back_cancelled(error: AwsError) -> None:
     assert failed.wake is Wake.POLL
     assert failed.events == ()
     assert plan(resource(status=cancelled), due=True).action is Action.DESCRIBE
+
+
+def test_a_cancel_whose_answer_was_lost_is_checked_before_it_is_sent_again() -> None:
+    """A timeout or a dropped connection may hide an accepted cancel: the retry describes first
+    (the chaos suite saw three cancels reach DataSync for one execution without this)."""
+    lost = decide(resource(), CallFailed(err(ErrorKind.NETWORK, "ReadTimeoutError", None),
+                                         "CancelTaskExecution"))
+    assert lost.status["retry"]["lastError"]["operation"] == "CancelTaskExecution(unconfirmed)"
+    assert "CancelTaskExecution failed with ReadTimeoutError" in lost.events[0].message
+    waiting = resource(status=lost.status)
+    assert plan(waiting).action is Action.NOTHING
+    assert plan(waiting, due=True).action is Action.CHECK_THEN_CANCEL
+    # the look itself fails: still unconfirmed, still a look next time
+    again = decide(waiting, CallFailed(err(ErrorKind.SERVER, "InternalException", 500),
+                                       "CancelTaskExecution(unconfirmed)"))
+    assert plan(resource(status=again.status), due=True).action is Action.CHECK_THEN_CANCEL
+    # the look finds it cancelled: done, without a second cancel
+    found = decide(resource(status=again.status),
+                   CancelRejected(UNCONFIRMED_CANCEL, Description("ERROR")))
+    assert summary(found)["Cancelled"] == ("True", "AlreadyCancelled")
+    # a server error on a cancel is not a lost answer: retried as a cancel
+    server = decide(resource(), CallFailed(err(ErrorKind.SERVER, "InternalException", 500),
+                                           "CancelTaskExecution"))
+    assert plan(resource(status=server.status), due=True).action is Action.CANCEL
