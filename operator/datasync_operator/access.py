@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,11 @@ from datasync_operator.spec import Spec
 #: The policy resource (cluster-scoped, in the operator's API group and version).
 POLICY_PLURAL = "datasyncaccesspolicies"
 POLICY_KIND = "DataSyncAccessPolicy"
+
+#: Seconds after the last policy went before the rules of a cluster without policies apply:
+#: replacing a policy by deleting and creating it (as Helm hooks do) never opens a window in
+#: which the more permissive rules would apply.
+EMPTY_GRACE = 5.0
 
 #: Most policies named in a refusal message (the rest are counted).
 MAX_NAMED = 10
@@ -311,7 +317,8 @@ class Refused:
 
 @dataclass(frozen=True, slots=True)
 class Undecided:
-    """The namespace's labels are needed (a policy has a namespaceSelector) and not known yet."""
+    """Not decidable yet: the namespace's labels are needed (a policy has a namespaceSelector)
+    and not known, or the last policy just went (see :data:`EMPTY_GRACE`)."""
 
     namespace: str
 
@@ -430,7 +437,8 @@ class AccessDirectory:
     the policies at startup (:meth:`listed`): until that list is in, nothing is decided
     (:attr:`synced` is False), so that a restart never acts on an empty view of the policies.
     Copies are applied in resourceVersion order, and a deletion is remembered, so a list that
-    was read before a change cannot bring back an older copy.
+    was read before a change cannot bring back an older copy. When the last policy goes, the
+    rules of a cluster without policies apply only after ``empty_grace`` seconds.
     """
 
     def __init__(
@@ -438,9 +446,15 @@ class AccessDirectory:
         *,
         own_account: str | None = None,
         synced: bool = False,
+        empty_grace: float = EMPTY_GRACE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.own_account = own_account
         self.synced = synced
+        self.empty_grace = empty_grace
+        self.clock = clock
+        #: When the last policy went (None: there are policies, or there never were any).
+        self._emptied_at: float | None = None
         self._policies: dict[str, _Entry] = {}
         self._deleted: dict[str, int | None] = {}
         self._namespaces: dict[str, dict[str, str]] = {}
@@ -457,6 +471,10 @@ class AccessDirectory:
         return self._namespaces.get(namespace)
 
     def verdict(self, namespace: str, spec: Spec) -> Verdict:
+        if self._emptied_at is not None and not self._policies:
+            if self.clock() - self._emptied_at < self.empty_grace:
+                return Undecided(namespace)
+            self._emptied_at = None
         return decide(
             Request.of(namespace, spec),
             self.policies,
@@ -480,6 +498,8 @@ class AccessDirectory:
             del self._policies[name]
             self._deleted[name] = version
             self._ordered = None
+            if not self._policies and self.synced:
+                self._emptied_at = self.clock()
             return self._affected(old.policy, None)
         if old is None and name in self._deleted and not _newer(version, self._deleted[name]):
             return _nothing  # a copy from before its deletion

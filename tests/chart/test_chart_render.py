@@ -71,8 +71,17 @@ LEASE_PERMISSIONS = {
     ("coordination.k8s.io", "leases", "update"),
     ("coordination.k8s.io", "leases", "create"),
 }
+#: The access decision (access.py): DataSyncAccessPolicies and namespace labels, read-only,
+#: always cluster-wide (its own ClusterRole, <fullname>-access).
+ACCESS_PERMISSIONS = {
+    ("datasync.operator.io", "datasyncaccesspolicies", "list"),
+    ("datasync.operator.io", "datasyncaccesspolicies", "watch"),
+    ("", "namespaces", "list"),
+    ("", "namespaces", "watch"),
+}
+ACCESS_ROLE = f"{FULLNAME}-access"
 #: Every (apiGroup, resource, verb) the operator may ever be granted, with why (see rbac.yaml).
-ALLOWED_PERMISSIONS = OPERATOR_PERMISSIONS | LEASE_PERMISSIONS | {
+ALLOWED_PERMISSIONS = OPERATOR_PERMISSIONS | LEASE_PERMISSIONS | ACCESS_PERMISSIONS | {
     ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
     ("", "namespaces", "list"),
@@ -228,7 +237,12 @@ def test_rbac_grants_nothing_beyond_what_the_operator_uses(helm: Helm, scenario:
             assert not rule.get("nonResourceURLs")
     granted = set().union(*(permissions(r) for r in operator_roles(docs)))
     assert granted <= ALLOWED_PERMISSIONS, granted - ALLOWED_PERMISSIONS
-    assert granted >= OPERATOR_PERMISSIONS, OPERATOR_PERMISSIONS - granted
+    assert granted >= OPERATOR_PERMISSIONS | ACCESS_PERMISSIONS, (
+        OPERATOR_PERMISSIONS | ACCESS_PERMISSIONS
+    ) - granted
+    # The access role is read-only and about policies and namespaces only, whatever the mode.
+    [access] = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] == ACCESS_ROLE]
+    assert permissions(access) == ACCESS_PERMISSIONS
     # Nothing of kopf's peering (group kopf.dev) is left, in RBAC or as objects.
     assert not [doc for doc in docs if doc["apiVersion"].startswith("kopf.dev/")]
     # Leases only in the release namespace, and reading or renewing only the release's Lease.
@@ -301,8 +315,10 @@ def test_defaults_watch_all_namespaces_standalone(helm: Helm) -> None:
     assert not of_kind(docs, "ServiceMonitor")
     granted = set().union(*(permissions(r) for r in operator_roles(docs)))
     assert not granted & LEASE_PERMISSIONS
-    # The namespace observer only runs for operators limited to namespaces.
-    assert ("", "namespaces", "list") not in granted
+    # The namespace observer only runs for operators limited to namespaces; namespace labels
+    # (for the access policies' namespaceSelector) are read through the access role only.
+    discovery = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-discovery")]
+    assert all(("", "namespaces", "list") not in permissions(r) for r in discovery)
     cluster_role = next(r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"] == FULLNAME)
     assert permissions(cluster_role) == OPERATOR_PERMISSIONS
 
@@ -332,13 +348,12 @@ def test_namespaced_mode_has_a_role_per_namespace_and_no_cluster_operator_role(h
     for role in by_namespace.values():
         assert permissions(role) == OPERATOR_PERMISSIONS
     assert {b["metadata"]["namespace"] for b in of_kind(docs, "RoleBinding")} == {"team-a", "team-b"}
-    # Cluster-scoped grants are read-only discovery, never the DataSyncExecutions themselves.
+    # Cluster-scoped grants are read-only discovery and access policies, never the
+    # DataSyncExecutions themselves.
     for cluster_role in of_kind(docs, "ClusterRole"):
-        assert permissions(cluster_role) <= {
+        assert permissions(cluster_role) <= ACCESS_PERMISSIONS | {
             ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
             ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
-            ("", "namespaces", "list"),
-            ("", "namespaces", "watch"),
         }
 
 
@@ -348,10 +363,12 @@ def test_namespaced_mode_without_namespaces_watches_the_release_namespace(helm: 
     assert [r["metadata"]["namespace"] for r in of_kind(docs, "Role")] == [NAMESPACE]
 
 
-def test_namespaced_mode_without_discovery_has_no_cluster_roles(helm: Helm) -> None:
+def test_namespaced_mode_without_discovery_has_only_the_access_cluster_role(helm: Helm) -> None:
     values = {**SCENARIOS["namespaced"], "rbac": {"discovery": False}}
     docs = helm.template(values)
-    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    # DataSyncAccessPolicies are cluster-scoped: reading them needs a ClusterRole in any mode.
+    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == [ACCESS_ROLE]
+    assert [b["roleRef"]["name"] for b in of_kind(docs, "ClusterRoleBinding")] == [ACCESS_ROLE]
     assert len(of_kind(docs, "Role")) == 2
 
 
@@ -568,7 +585,8 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
 def test_chart_environment_matches_the_cli_options(helm: Helm) -> None:
     """Every DATASYNC_OPERATOR_* variable the chart sets is an option of `datasync-operator run`,
     and every option is set by the chart, except the Lease namespace: the operator takes the
-    pod's namespace (POD_NAMESPACE, from the downward API), where the chart's Role grants it."""
+    pod's namespace (POD_NAMESPACE, from the downward API), where the chart's Role grants it;
+    and the options of issue 9 that the chart has no values for yet (set them with extraEnv)."""
     from datasync_operator.cli import run
 
     cli_vars = {param.envvar for param in run.params if isinstance(param.envvar, str)}
@@ -579,7 +597,12 @@ def test_chart_environment_matches_the_cli_options(helm: Helm) -> None:
         if name.startswith("DATASYNC_OPERATOR_")
     }
     assert chart_vars <= cli_vars, f"not options of the CLI: {sorted(chart_vars - cli_vars)}"
-    assert cli_vars - chart_vars == {"DATASYNC_OPERATOR_LEASE_NAMESPACE"}, sorted(cli_vars - chart_vars)
+    assert cli_vars - chart_vars == {
+        "DATASYNC_OPERATOR_LEASE_NAMESPACE",
+        "DATASYNC_OPERATOR_ACCOUNT_ID",
+        "DATASYNC_OPERATOR_EXTRA_REGIONS",
+        "DATASYNC_OPERATOR_METRICS_ADDRESS",
+    }, sorted(cli_vars - chart_vars)
 
 
 def test_existing_service_account_is_used_and_not_created(helm: Helm) -> None:

@@ -368,3 +368,27 @@ def test_namespace_label_changes_are_reported_and_used() -> None:
     assert isinstance(directory.verdict("team-a", exec_spec()), Refused)
     assert directory.observe_namespace("DELETED", {"metadata": {"name": "team-a"}})
     assert directory.labels("team-a") is None
+
+
+def test_when_the_last_policy_goes_the_rules_without_policies_wait_a_grace_period() -> None:
+    """Replacing a policy by deleting and creating it (Helm hooks) opens no permissive window."""
+    now = [100.0]
+    directory = AccessDirectory(synced=True, empty_grace=5.0, clock=lambda: now[0])
+    narrow = body("only", 1, namespaces=["elsewhere"], accounts=[A])
+    directory.observe_policy("ADDED", narrow)
+    assert isinstance(directory.verdict("team-a", exec_spec()), Refused)
+    directory.observe_policy("DELETED", body("only", 2, namespaces=["elsewhere"], accounts=[A]))
+    assert isinstance(directory.verdict("team-a", exec_spec()), Undecided)
+    now[0] += 4.9
+    assert isinstance(directory.verdict("team-a", exec_spec()), Undecided)
+    directory.observe_policy("ADDED", body("only", 3, namespaces=["elsewhere"], accounts=[A]))
+    assert isinstance(directory.verdict("team-a", exec_spec()), Refused)  # replaced in time
+    directory.observe_policy("DELETED", body("only", 4, namespaces=["elsewhere"], accounts=[A]))
+    now[0] += 5.0
+    assert directory.verdict("team-a", exec_spec()) == Granted()  # gone for good: no policies
+
+
+def test_a_cluster_that_never_had_policies_needs_no_grace_period() -> None:
+    directory = AccessDirectory(empty_grace=5.0, clock=lambda: 0.0)
+    directory.listed([])
+    assert directory.verdict("team-a", exec_spec()) == Granted()
