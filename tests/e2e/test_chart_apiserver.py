@@ -280,8 +280,16 @@ NAMESPACED_GRANTED = [
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("list", "namespaces"),
     ("watch", "namespaces"),
+    ("list", "datasyncaccesspolicies.datasync.operator.io"),
+    ("watch", "datasyncaccesspolicies.datasync.operator.io"),
 ]
 NAMESPACED_DENIED = [
+    # Access policies are the administrator's: read, never written, by the operator.
+    ("create", "datasyncaccesspolicies.datasync.operator.io"),
+    ("patch", "datasyncaccesspolicies.datasync.operator.io"),
+    ("delete", "datasyncaccesspolicies.datasync.operator.io"),
+    ("get", "namespaces"),
+    ("patch", "namespaces"),
     ("get", "secrets", "-n", TEAM_NS),
     ("list", "secrets", "-n", TEAM_NS),
     ("watch", "secrets", "-n", TEAM_NS),
@@ -350,11 +358,19 @@ def test_cluster_wide_rbac_grants_exactly_what_the_operator_uses(
         ("update", f"{LEASES}/{lease}", "-n", SYSTEM_NS),
         ("create", LEASES, "-n", SYSTEM_NS),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+        # The access decision: policies and namespace labels (namespaceSelector), read-only.
+        ("list", "datasyncaccesspolicies.datasync.operator.io"),
+        ("watch", "datasyncaccesspolicies.datasync.operator.io"),
+        ("list", "namespaces"),
+        ("watch", "namespaces"),
     ]
     denied = [
         ("get", "secrets", "-n", TEAM_NS),
         ("list", "secrets", "--all-namespaces"),
-        ("list", "namespaces"),  # only operators limited to namespaces observe them
+        ("create", "datasyncaccesspolicies.datasync.operator.io"),
+        ("update", "datasyncaccesspolicies.datasync.operator.io"),
+        ("delete", "datasyncaccesspolicies.datasync.operator.io"),
+        ("update", "namespaces"),
         # A cluster-wide operator still has Lease rights only in its own namespace.
         ("create", LEASES, "-n", TEAM_NS),
         ("create", LEASES, "--all-namespaces"),
