@@ -47,7 +47,11 @@ def readme_script() -> str:
 def test_readme_existing_cluster_path_reaches_cancelled(
     control_plane: ControlPlane, moto: MotoServer, tmp_path: Path
 ) -> None:
-    script = readme_script().replace(CLONE_URL, str(REPO_ROOT))
+    # A path ending like the URL, so that the clone lands in the folder the next `cd` names.
+    origin = tmp_path / "origin" / CLONE_URL.rsplit("/", 1)[1]
+    origin.parent.mkdir()
+    origin.symlink_to(REPO_ROOT)
+    script = readme_script().replace(CLONE_URL, str(origin))
     arn = moto.create_execution()
     tools = tmp_path / "bin"  # only kubectl (and the system's python3, git): no go, no npm
     tools.mkdir()
