@@ -1,8 +1,9 @@
 """Fixtures of the e2e tier: a real etcd + kube-apiserver + kubectl (tests/support/controlplane.py).
 
 - ``bare_control_plane`` (session): the running control plane, no CRDs installed by the fixture.
-- ``control_plane`` (session): the same control plane with ``crds/datasyncexecution.yaml``
-  applied and ``Established``.
+- ``control_plane`` (session): the same control plane with the canonical CRDs
+  (``crds/datasyncexecution.yaml``, ``crds/datasyncaccesspolicy.yaml``) applied and
+  ``Established`` (no policy object: the operator runs under the rules without policies).
 
 The binaries come from ``KUBEBUILDER_ASSETS`` or ``tools/controlplane/build.sh``. The build
 (minutes when cold) runs once after collection, outside any test's timeout, and only when a
@@ -30,6 +31,7 @@ from tests.support.controlplane import (
 )
 
 CRD_PATH = REPO_ROOT / "crds" / "datasyncexecution.yaml"
+POLICY_CRD_PATH = REPO_ROOT / "crds" / "datasyncaccesspolicy.yaml"
 E2E_DIR = Path(__file__).resolve().parent
 CONTROL_PLANE_FIXTURES = frozenset({"control_plane", "bare_control_plane"})
 
@@ -97,10 +99,11 @@ def bare_control_plane(request: pytest.FixtureRequest) -> Iterator[ControlPlane]
 @pytest.fixture(scope="session")
 def control_plane(bare_control_plane: ControlPlane) -> ControlPlane:
     """The control plane with the canonical DataSyncExecution CRD installed and Established."""
-    if not CRD_PATH.is_file():
-        pytest.fail(f"the canonical CRD {CRD_PATH} does not exist", pytrace=False)
-    try:
-        bare_control_plane.apply_crd(CRD_PATH)
-    except (ControlPlaneError, KubectlError) as exc:
-        pytest.fail(f"cannot install {CRD_PATH.name}:\n{exc}", pytrace=False)
+    for path in (CRD_PATH, POLICY_CRD_PATH):
+        if not path.is_file():
+            pytest.fail(f"the canonical CRD {path} does not exist", pytrace=False)
+        try:
+            bare_control_plane.apply_crd(path)
+        except (ControlPlaneError, KubectlError) as exc:
+            pytest.fail(f"cannot install {path.name}:\n{exc}", pytrace=False)
     return bare_control_plane
