@@ -443,3 +443,10 @@ def test_specs_that_can_never_succeed_stall_with_a_clear_message_and_no_aws_call
     assert proxy.total_calls() == 0, [(r.operation, r.body) for r in proxy.requests()]
     assert process.running and process.pid == pid
     assert "Traceback" not in process.log()
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "examples").glob("datasyncaccesspolicy-*.yaml")),
+                         ids=lambda p: p.name)
+def test_the_policy_examples_pass_the_api_servers_validation(plane: ControlPlane, path: Path) -> None:
+    done = plane.kubectl("apply", "--dry-run=server", "-f", str(path))
+    assert "created (server dry run)" in done.stdout, done.stdout
