@@ -64,18 +64,18 @@ def test_readme_existing_cluster_path_reaches_cancelled(
         if str(Path(found).parent) not in system_path:
             (tools / needed).symlink_to(found)
     env = {
-        "HOME": str(tmp_path / "home"),
+        # The reader's own HOME (their python3 may be a pyenv shim that needs it, pip its cache);
+        # their kube context and AWS credentials are replaced below.
+        "HOME": os.environ.get("HOME", str(tmp_path)),
         "PATH": os.pathsep.join([str(tools), *system_path]),
         "KUBECONFIG": str(control_plane.kubeconfig),
         "EXECUTION_ARN": arn,
         "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         **aws_env(moto.url),
     }
-    if os.environ.get("PIP_CACHE_DIR") or (Path.home() / ".cache" / "pip").is_dir():
-        env["PIP_CACHE_DIR"] = os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip")
+    env.update({k: v for k, v in os.environ.items() if k.startswith("PYENV_")})
     workdir = tmp_path / "reader"
     workdir.mkdir()
-    (tmp_path / "home").mkdir()
     process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=workdir, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
