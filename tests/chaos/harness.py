@@ -396,9 +396,11 @@ def _invariants(report: Report, items: list[Item], final: dict[str, dict[str, An
     doomed = [i for i in items if i.kind == "delete"]
     not_gone = [i.name for i in doomed if i.name in final]
     # moto moves an execution one step per describe (retried describes too), so some finish
-    # before their deletion: then there is nothing to cancel and the deletion must not wait.
+    # before their cancel: then there is nothing to cancel (DataSync refuses it, status
+    # SUCCESS) and the deletion must not wait.
     ended = {i.name: moto.describe_status(i.arn) for i in doomed}
-    finished = [i.name for i in doomed if ended[i.name] == "SUCCESS" and not reached[i.arn]]
+    finished = [i.name for i in doomed
+                if ended[i.name] == "SUCCESS" and 200 not in reached[i.arn]]
     not_cancelled = [i.name for i in doomed
                      if i.name not in finished and reached[i.arn].count(200) != 1]
     report.check(f"deleted deletionPolicy: Cancel resources ({len(doomed)}) cancelled (or "
