@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,9 @@ def test_readme_existing_cluster_path_reaches_cancelled(
     (tools / "kubectl").symlink_to(control_plane.bin_dir / "kubectl")
     system_path = [p for p in os.environ.get("PATH", "").split(os.pathsep)
                    if p and not (Path(p) / "go").exists() and not (Path(p) / "npm").exists()]
-    for needed in ("python3", "git", "bash"):
+    # The reader's python3: the real interpreter behind this test's virtualenv (not a shim).
+    (tools / "python3").symlink_to(Path(sys.base_prefix) / "bin" / f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    for needed in ("git", "bash"):
         found = shutil.which(needed)
         assert found, needed
         if str(Path(found).parent) not in system_path:
