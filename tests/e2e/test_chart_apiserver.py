@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import shlex
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -128,12 +131,16 @@ def installed_manifests(
 
 
 def install(helm: Helm, cp: ControlPlane, release: str, values: Mapping[str, Any]) -> None:
-    """`helm install` as the README's install section does it (no --wait: no nodes here)."""
+    """`helm install` as the README's install section does it (no --wait: no nodes here).
+
+    The session's CRD was applied by the e2e fixture, outside any release: these releases
+    leave it alone (crds.enabled=false), as several installs in one cluster would.
+    """
     helm.run(
         "install", release, str(CHART_DIR),
         "--namespace", SYSTEM_NS,
         "--kubeconfig", str(cp.kubeconfig),
-        "--values", str(helm.values_file(values)),
+        "--values", str(helm.values_file({"crds": {"enabled": False}, **values})),
         timeout=180,
     )
 
@@ -654,10 +661,23 @@ def documented_install_command() -> list[str]:
     raise AssertionError("no `helm install datasync-operator charts/datasync-operator` in the docs")
 
 
+def adopt_crd_as_the_chart_readme_says(cluster: ControlPlane) -> None:
+    """The chart README's adoption commands for a CRD applied outside the release, as written."""
+    readme = (CHART_DIR / "README.md").read_text()
+    section = readme.split("## CRDs", 1)[1].split("\n## ", 1)[0]
+    [block] = [b for b in re.findall(r"```sh\n(.*?)```", section, flags=re.S) if "kubectl label crd" in b]
+    for line in block.replace("\\\n", " ").splitlines():
+        argv = shlex.split(line)
+        assert argv[0] == "kubectl", line
+        cluster.kubectl(*argv[1:])
+
+
 def test_documented_helm_install_works_as_written(helm: Helm, cluster: ControlPlane) -> None:
     argv = documented_install_command()
     assert argv[:2] == ["helm", "install"]
     release, namespace = argv[2], argv[argv.index("--namespace") + 1]
+    # The session's CRD exists already (applied by the e2e fixture): adopt it first.
+    adopt_crd_as_the_chart_readme_says(cluster)
     result = helm.run(*argv[1:], "--kubeconfig", str(cluster.kubeconfig), timeout=180, check=False)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
@@ -669,7 +689,48 @@ def test_documented_helm_install_works_as_written(helm: Helm, cluster: ControlPl
                               "-n", namespace)
         image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
         assert image.startswith("registry.example.com/platform/datasync-operator:")
+        # The release manages the CRD now (crds.enabled), and keeps it (crds.keep).
+        crd = get_json(cluster, "crd", "datasyncexecutions.datasync.operator.io")
+        assert crd["metadata"]["annotations"]["meta.helm.sh/release-name"] == release
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     finally:
         helm.run("uninstall", release, "--namespace", namespace,
                  "--kubeconfig", str(cluster.kubeconfig), check=False)
+    # Uninstalling kept the CRD (and so every DataSyncExecution).
+    assert get_json(cluster, "crd", "datasyncexecutions.datasync.operator.io")["metadata"]["name"]
+
+
+# --- datasync-operator doctor (the helm test hook's command) with the chart's identity -------
+
+
+def doctor(
+    cluster: ControlPlane, kubeconfig: Path, moto: MotoServer, *args: str
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATASYNC_OPERATOR_"))}
+    env = {**base, "KUBECONFIG": str(kubeconfig), **aws_env(moto.url),
+           "AWS_ENDPOINT_URL_STS": moto.url, "POD_NAMESPACE": SYSTEM_NS}
+    return subprocess.run([sys.executable, "-m", "datasync_operator", "doctor", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_doctor_passes_with_the_chart_identity_and_names_what_is_missing_without(
+    cluster: ControlPlane, namespaced_release: list[dict[str, Any]], moto: MotoServer
+) -> None:
+    identity = service_account_kubeconfig(cluster, namespaced_release)
+    scope = ("--namespace", TEAM_NS, "--leader-elect", "--lease-name", NAMESPACED_FULLNAME)
+    result = doctor(cluster, identity, moto, *scope)
+    assert result.returncode == 0, result.stdout + result.stderr
+    account = one(namespaced_release, "ServiceAccount")["metadata"]["name"]
+    assert f"authenticated as system:serviceaccount:{SYSTEM_NS}:{account}" in result.stdout
+    assert f"[ ok ] RBAC in namespace {TEAM_NS}" in result.stdout
+    assert f"[ ok ] RBAC in Lease {SYSTEM_NS}/{NAMESPACED_FULLNAME}" in result.stdout
+    assert "[ ok ] AWS identity: arn:aws:" in result.stdout
+    assert "datasyncexecutions.datasync.operator.io" in result.stdout
+    # The same checks as an identity the chart did not bind: every missing grant is named.
+    stranger = cluster.kubeconfig_for("system:serviceaccount:chart-system:stranger",
+                                      groups=("system:serviceaccounts",))
+    failed = doctor(cluster, stranger, moto, *scope)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"[FAIL] RBAC in namespace {TEAM_NS}: denied: list datasyncexecutions" in failed.stdout
+    assert "update leases.coordination.k8s.io" in failed.stdout
 
