@@ -32,7 +32,6 @@ POLICIES = CustomResource(
     singular="datasyncaccesspolicy",
     namespaced=False,
     short_names=frozenset({"dsap"}),
-    categories=frozenset({"datasync", "aws"}),
 )
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/tenants/datasync"
 EXTERNAL_ID = "tenant-7f3c9a"
