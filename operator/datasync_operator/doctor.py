@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datasync_operator import GROUP, KIND, PLURAL, VERSION
+from datasync_operator.access import POLICY_PLURAL
 from datasync_operator.kube import KubeApiError, KubeClient, NotFound, ResourceRef
 
 __all__ = ["Check", "DoctorSettings", "Status", "needed_permissions", "run_checks"]
@@ -107,6 +108,13 @@ def needed_permissions(settings: DoctorSettings) -> list[tuple[str, list[Permiss
             Permission("", "events", "create", namespace),
             Permission("", "events", "patch", namespace),
         ]))
+    # The access decision, cluster-wide in every mode: without these nothing is ever decided.
+    groups.append(("access policies and namespace labels", [
+        Permission(GROUP, POLICY_PLURAL, "list", None),
+        Permission(GROUP, POLICY_PLURAL, "watch", None),
+        Permission("", "namespaces", "list", None),
+        Permission("", "namespaces", "watch", None),
+    ]))
     if settings.leader_election:
         namespace, name = settings.lease_namespace, settings.lease_name
         groups.append((f"Lease {namespace}/{name}", [

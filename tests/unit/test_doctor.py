@@ -66,9 +66,11 @@ async def test_a_healthy_install_passes_every_check() -> None:
     settings = DoctorSettings(all_namespaces=True, leader_election=True,
                               lease_name="dso", lease_namespace="ops")
     checks = await run_checks(settings, api, aws=no_aws)  # type: ignore[arg-type]
-    assert [c.status for c in checks] == [Status.OK] * 4, [c.line() for c in checks]
+    assert [c.status for c in checks] == [Status.OK] * 5, [c.line() for c in checks]
     assert "authenticated as system:serviceaccount:ops:dso" in checks[0].detail
-    assert [c.name for c in checks[2:]] == ["RBAC in all namespaces", "RBAC in Lease ops/dso"]
+    assert [c.name for c in checks[2:]] == [
+        "RBAC in all namespaces", "RBAC in access policies and namespace labels",
+        "RBAC in Lease ops/dso"]
     lease_reviews = [r for r in api.reviews if r["resource"] == "leases"]
     assert {(r["verb"], r.get("name")) for r in lease_reviews} == {
         ("get", "dso"), ("update", "dso"), ("create", None)}
@@ -87,7 +89,8 @@ async def test_missing_crd_missing_fields_and_denied_permissions_fail_with_the_f
 
     denied = FakeApi(established(CRD), denied={("datasyncexecutions/status", "patch"), ("events", "create")})
     checks = await run_checks(settings, denied, aws=no_aws)  # type: ignore[arg-type]
-    assert [c.name for c in checks[2:]] == ["RBAC in namespace team-a"]  # patterns: kopf's job
+    assert [c.name for c in checks[2:]] == [  # patterns: kopf's job
+        "RBAC in namespace team-a", "RBAC in access policies and namespace labels"]
     assert checks[2].status is Status.FAIL
     assert checks[2].detail == ("denied: patch datasyncexecutions/status.datasync.operator.io; "
                                 "create events")
@@ -109,9 +112,16 @@ def test_permissions_asked_are_the_chart_rbac_rules() -> None:
         ] + [("datasync.operator.io", "datasyncexecutions/status", "patch"),
              ("", "events", "create"), ("", "events", "patch")]
     }
-    [(_, asked)] = needed_permissions(DoctorSettings(all_namespaces=True))
+    [(_, asked), (_, access)] = needed_permissions(DoctorSettings(all_namespaces=True))
     assert {(p.group, p.resource + (f"/{p.subresource}" if p.subresource else ""), p.verb)
             for p in asked} == chart_rules
+    # and the chart's <release>-access ClusterRole (rbac.yaml)
+    assert {(p.group, p.resource, p.verb, p.namespace) for p in access} == {
+        ("datasync.operator.io", "datasyncaccesspolicies", "list", None),
+        ("datasync.operator.io", "datasyncaccesspolicies", "watch", None),
+        ("", "namespaces", "list", None),
+        ("", "namespaces", "watch", None),
+    }
 
 
 def test_spec_fields_are_the_crd_spec_fields() -> None:
