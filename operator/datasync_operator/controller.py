@@ -232,6 +232,10 @@ class Controller:
         self._accepted: dict[Key, tuple[str, datetime]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: list[asyncio.Task[None]] = []
+        #: Keys first seen in a listing and not yet reconciled to the end by this replica.
+        self._listed: set[Key] = set()
+        #: Whether this replica took over from one that crashed (see :mod:`.leadership`).
+        self.inherited: Callable[[], bool] = lambda: False
         self._sweep_wanted = asyncio.Event()
 
     # --- the kopf side: record and enqueue -----------------------------------------------
@@ -254,6 +258,8 @@ class Controller:
         if not self._remember(key, record):
             return  # our own write coming back, or an older copy than the one we hold
         if event_type is None:  # the initial list or a relist: behind real changes
+            if old is None:
+                self._listed.add(key)
             self.queue.add(key, Priority.LOW)
         else:
             self.queue.add(key, Priority.NORMAL)
@@ -288,6 +294,7 @@ class Controller:
         self.queue.remove(key)
 
     def _forget_state(self, key: Key) -> None:
+        self._listed.discard(key)
         self._timers.pop(key, None)
         self._poll_slots.discard(key)
         self._accepted.pop(key, None)
@@ -363,7 +370,8 @@ class Controller:
         now = self.clock()
         timer = self._timers.get(key)
         due = timer is not None and timer.at <= now + 1e-3
-        step = plan(resource, due=due)
+        # A predecessor that crashed may have cancelled an object it listed too, unrecorded.
+        step = plan(resource, due=due, unsure=key in self._listed and self.inherited())
         accepted = self._accepted.get(key)
         if accepted is not None and accepted[0] == record.uid and step.action is Action.CANCEL:
             outcome: Outcome = CancelAccepted(at=accepted[1])  # done before; not written yet
@@ -400,6 +408,7 @@ class Controller:
             log.warning("could not write to the API server (%s); retrying in %.1fs", error, delay)
             return
         self._accepted.pop(key, None)
+        self._listed.discard(key)
         self.queue.forget(key)
         self._report(key, record, decision, log)
         if decision.finalizer or not resource.deleting:

@@ -116,6 +116,10 @@ class LeaderElector:
     def settings(self) -> LeaseSettings:
         return self._settings
 
+    #: Whether this replica took the Lease from a holder that never released it (set when it
+    #: becomes leader that way): that holder may have left calls unrecorded.
+    inherited: bool = False
+
     @property
     def is_leader(self) -> bool:
         return self.leading.is_set()
@@ -220,6 +224,11 @@ class LeaderElector:
                         "leader election: standing by; lease %s is held by %s", self._where, holder
                     )
                 return False
+            await self._write(lease, spec)
+            # The holder stopped renewing without releasing: it crashed or was cut off, and may
+            # have made calls whose results it never recorded.
+            self.inherited = True
+            return True
         await self._write(lease, spec)
         return True
 

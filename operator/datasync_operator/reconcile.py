@@ -302,13 +302,22 @@ class Decision:
 # --- plan ------------------------------------------------------------------------------------
 
 
-def plan(resource: Resource, *, due: bool = False) -> Plan:
+def plan(resource: Resource, *, due: bool = False, unsure: bool = False) -> Plan:
     """Which AWS call (if any) moves the object toward its spec now. Idempotent.
 
     ``due`` says that a wake-up this core asked for (poll, retry, re-check) has come; without
     it, only what the status does not yet reflect (a new object, a spec change, a deletion, a
-    cancel not yet done) is acted on.
+    cancel not yet done) is acted on. ``unsure`` says that an earlier operator may have acted on
+    the object without recording it (it crashed holding the Lease): a cancel is then preceded by
+    a look at the execution, so that a cancel it already made is never repeated.
     """
+    step = _plan(resource, due=due)
+    if unsure and step.action is Action.CANCEL:
+        return replace(step, action=Action.CHECK_THEN_CANCEL)
+    return step
+
+
+def _plan(resource: Resource, *, due: bool) -> Plan:
     spec = resource.spec
     if isinstance(spec, InvalidSpec):
         return Plan(Action.NOTHING, invalid=spec)

@@ -121,6 +121,8 @@ async def operate(
     metrics.active.attach(controller.is_leader)
     if arns is not None:
         arns.attach(controller.arn_of)
+    if elector is not None:
+        controller.inherited = lambda: elector.inherited
     election_task: asyncio.Task[None] | None = None
     readiness = Readiness(
         kube,

@@ -364,3 +364,18 @@ async def test_a_lost_cancel_answer_is_checked_not_repeated(harness: Harness) ->
     await eventually(lambda: kube.condition("a", "Cancelled") == ("True", "AlreadyCancelled"))
     assert gateway.count("cancel") == 1
     assert gateway.count("describe") >= 1
+
+
+async def test_a_leader_that_inherited_from_a_crash_checks_listed_objects_first(
+    harness: Harness,
+) -> None:
+    controller, kube, gateway = harness
+    controller.inherited = lambda: True
+    gateway.cancelled.add(ARN.format(1))  # the crashed leader's cancel took effect, unrecorded
+    controller.observe(None, kube.put("listed", spec(1)))
+    await eventually(lambda: kube.condition("listed", "Cancelled") == ("True", "AlreadyCancelled"))
+    assert gateway.calls == [("describe", ARN.format(1))]  # looked, did not cancel again
+    controller.observe("ADDED", kube.put("new", spec(2)))  # created since: nobody touched it
+    await eventually(lambda: kube.condition("new", "Cancelled") == ("True", "CancelAccepted"))
+    assert ("cancel", ARN.format(2)) in gateway.calls
+    assert ("describe", ARN.format(2)) not in gateway.calls[:3]

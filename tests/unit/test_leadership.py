@@ -158,6 +158,7 @@ async def test_acquires_a_missing_lease(
     assert spec["acquireTime"] == spec["renewTime"]
     assert api.calls[:2] == ["get", "create"]
     assert f"leader election: became leader of lease {WHERE} as me" in messages()
+    assert not elector.inherited
 
 
 async def test_renews_with_one_put_per_round(api: FakeLeases, start: Start) -> None:
@@ -197,6 +198,7 @@ async def test_standby_takes_over_only_after_duration_of_an_unchanged_record(
     assert spec["acquireTime"] == spec["renewTime"]
     standby = f"leader election: standing by; lease {WHERE} is held by other"
     assert messages().count(standby) == 1  # once per holder, not every retry
+    assert elector.inherited  # the holder never released: it may have left work unrecorded
 
 
 async def test_conflict_on_takeover_leaves_it_standing_by(
@@ -265,6 +267,7 @@ async def test_cancel_releases_so_a_standby_takes_over_at_once(
     await asyncio.wait_for(standby.wait_leading(), 5)  # no clock advance: no expiry needed
     assert api.spec()["holderIdentity"] == "standby"
     assert api.spec()["leaseTransitions"] == 1
+    assert not standby.inherited  # a released Lease: its holder finished its work
 
 
 async def test_cancel_without_release_keeps_the_record(api: FakeLeases, start: Start) -> None:

@@ -555,3 +555,13 @@ def test_a_cancel_whose_answer_was_lost_is_checked_before_it_is_sent_again() -> 
     server = decide(resource(), CallFailed(err(ErrorKind.SERVER, "InternalException", 500),
                                            "CancelTaskExecution"))
     assert plan(resource(status=server.status), due=True).action is Action.CANCEL
+
+
+def test_after_a_crashed_predecessor_a_pending_cancel_is_checked_first() -> None:
+    """A leader that inherits the Lease from a crashed one looks before cancelling what it finds
+    pending: its predecessor may have cancelled it without recording it."""
+    assert plan(resource(), unsure=True).action is Action.CHECK_THEN_CANCEL
+    assert plan(resource()).action is Action.CANCEL
+    cancelled = decide(resource(), CancelAccepted()).status
+    assert plan(resource(status=cancelled), unsure=True).action is Action.NOTHING
+    assert plan(resource("Running"), unsure=True).action is Action.DESCRIBE
