@@ -376,7 +376,9 @@ class Controller:
         if accepted is not None and accepted[0] == record.uid and step.action is Action.CANCEL:
             outcome: Outcome = CancelAccepted(at=accepted[1])  # done before; not written yet
         else:
-            checked = self._authorize(key, step, live=timer is not None)
+            checked = self._authorize(
+                key, step, live=timer is not None and not resource.deleting
+            )
             if checked is None:
                 self.queue.add_after(key, self.settings.undecided_delay, Priority.NORMAL)
                 return  # cannot be decided yet: looked at again shortly, nothing written
@@ -438,8 +440,9 @@ class Controller:
     ) -> Granted | SpecInvalid | NotPermitted | None:
         """Whether the call the plan asks for may be made, and as whom; None: not decidable yet.
 
-        Checked for every planned call, and for an object with a timer (a poll, retry or
-        re-check to come), so that a revoked grant shows at once and stops its timer.
+        Checked for every planned call, and for a ``live`` object (one with a poll, retry or
+        re-check to come, not being deleted), so that a revoked grant shows at once and stops
+        its timer. A deletion that makes no call (the skip annotation, Orphan) is never held.
         """
         spec = step.spec
         if spec is None or (step.action is Action.NOTHING and not live):

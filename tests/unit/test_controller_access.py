@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from datasync_operator import FINALIZER, SKIP_CANCEL_ANNOTATION
 from datasync_operator.access import AccessDirectory, AssumedRole
 from datasync_operator.backoff import Backoff
 from datasync_operator.controller import POLICIES, Controller, ControllerSettings
@@ -205,3 +206,18 @@ async def test_an_unknown_region_is_terminal_with_no_call_bucket_or_metric_serie
     assert regions_rate_limited(metrics) == set()
     assert "xx" not in controller.limiter._buckets
     assert [w for w in warnings(kube) if w == "InvalidSpec"]
+
+
+async def test_the_skip_annotation_lets_a_refused_deletion_go(make: Any) -> None:
+    """A deletion that makes no call is never held by a refusal, even with a poll pending."""
+    controller, kube, gateway, _ = await make(poll_interval=3.0)
+    controller.observe_policy("ADDED", policy("team", 1, namespaces=[NS], accounts=[ACCOUNT]))
+    controller.observe("ADDED", kube.put("a", spec(1, "Running", deletionPolicy="Cancel")))
+    await eventually(lambda: kube.objects[(NS, "a")]["metadata"]["finalizers"] == [FINALIZER])
+    # revoked, and deleted with the escape hatch, before the controller looked again
+    controller.observe_policy("MODIFIED", policy("team", 2, namespaces=["elsewhere"], accounts=[ACCOUNT]))
+    controller.observe("MODIFIED", kube.put(
+        "a", spec(1, "Running", deletionPolicy="Cancel"), deletionTimestamp="2026-11-29T12:00:00Z",
+        annotations={SKIP_CANCEL_ANNOTATION: "true"}))
+    await eventually(lambda: (NS, "a") not in kube.objects)
+    assert gateway.count("cancel") == 0
