@@ -75,6 +75,7 @@ bench: venv controlplane ## decision core; raw loop vs textbook kopf vs this ope
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_operator.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_failover.py
+	$(BIN)/python benchmarks/bench_credentials.py
 
 version: ## print the version (pyproject.toml: one version for package, image and chart)
 	@$(PYTHON) tools/release/version.py
