@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.ci import in_ci
-from tests.support.controlplane import ControlPlane
+from tests.support.controlplane import REPO_ROOT, ControlPlane
 from tests.support.helm import CHART_DIR, Helm, HelmUnavailableError, find_helm
 
 POLICY_CRD = "datasyncaccesspolicies.datasync.operator.io"
@@ -51,7 +51,14 @@ def release(control_plane: ControlPlane) -> Iterator[tuple[str, str]]:
                           f"meta.helm.sh/release-name={name}",
                           f"meta.helm.sh/release-namespace={namespace}")
     yield name, namespace
+    # Leave the session's CRDs as the e2e fixture made them (applied with kubectl, no release).
     control_plane.kubectl("delete", "dsap", "--all", check=False)
+    for crd in (EXECUTION_CRD, POLICY_CRD):
+        control_plane.kubectl("label", "crd", crd, "app.kubernetes.io/managed-by-", check=False)
+        control_plane.kubectl("annotate", "crd", crd, "meta.helm.sh/release-name-",
+                              "meta.helm.sh/release-namespace-", "helm.sh/resource-policy-",
+                              check=False)
+    control_plane.apply_crd(REPO_ROOT / "crds" / "datasyncaccesspolicy.yaml")
 
 
 def policy(plane: ControlPlane, name: str) -> dict[str, Any]:
