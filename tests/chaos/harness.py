@@ -216,7 +216,11 @@ def run(plan: Plan, say: Callable[[str], None] = print) -> Report:
     try:
         plane.apply_crd(REPO_ROOT / "crds" / "datasyncexecution.yaml")
         plane.kubectl("create", "namespace", NAMESPACE)
-        with MotoServer() as moto, FaultProxy(moto.url, upstream_timeout=10) as proxy:
+        # Executions stay where they are until cancelled: moto would move one a step per
+        # describe (retries and checks included), which real DataSync does not do.
+        with MotoServer(executions_advance=False) as moto, FaultProxy(
+            moto.url, upstream_timeout=10
+        ) as proxy:
             with ThreadPoolExecutor(8) as pool:
                 arns = list(pool.map(lambda _: moto.create_execution(), range(plan.resources)))
             kinds = ["cancel"] * 7 + ["run"] * 2 + ["delete"]

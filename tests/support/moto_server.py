@@ -108,6 +108,18 @@ def datasync_client(
     return session.client("datasync", endpoint_url=endpoint_url, config=config)
 
 
+#: ``python -m moto.server -H HOST -p PORT``, optionally with executions that do not advance.
+_SERVE = """
+import runpy, sys
+host, port, advance = sys.argv[1:4]
+if advance == "0":
+    from moto.datasync.models import TaskExecution
+    TaskExecution.iterate_status = lambda self: None
+sys.argv = ["moto.server", "-H", host, "-p", port]
+runpy.run_module("moto.server", run_name="__main__")
+"""
+
+
 class MotoServer(Service):
     """A ``moto.server`` subprocess on a free loopback port; use it as a context manager.
 
@@ -116,9 +128,18 @@ class MotoServer(Service):
     to a temporary file (never a pipe, which could fill up and block moto).
     """
 
-    def __init__(self, host: str = "127.0.0.1", startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        startup_timeout: float = 30.0,
+        *,
+        executions_advance: bool = True,
+    ) -> None:
         self.host = host
         self.startup_timeout = startup_timeout
+        #: moto moves an execution one step per DescribeTaskExecution (real DataSync does not);
+        #: False keeps every execution where it is until it is cancelled.
+        self.executions_advance = executions_advance
         self.port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
@@ -145,7 +166,8 @@ class MotoServer(Service):
         env = dict(os.environ)
         env.pop("AWS_PROFILE", None)  # moto does not need one, and a bad one breaks boto3
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-c", _SERVE, self.host, str(self.port),
+             "1" if self.executions_advance else "0"],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
