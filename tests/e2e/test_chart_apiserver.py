@@ -568,8 +568,9 @@ def test_two_replicas_elect_one_leader_through_the_lease_with_only_the_chart_rba
         assert standby.metric("datasync_operator_reconciles_total") == 0
         assert standby.metric("datasync_operator_aws_calls_total") == 0
         assert leader.metric("datasync_operator_reconciles_total") >= 1
+        # (a first-attempt cancel posts no Event at all: its status says it all)
         reporters = {e.get("reportingInstance") for e in events_of(cluster, names[0])}
-        assert reporters == {leader.pod}, reporters
+        assert reporters <= {leader.pod}, reporters
 
         # The leader crashes: the Lease still names it, so the standby waits for it to
         # expire (about the lease duration), then takes over.

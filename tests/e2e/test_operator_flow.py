@@ -124,6 +124,7 @@ def test_server_errors_are_retried_visibly_then_succeed(
     assert obj["status"]["retry"]["lastError"] == {
         "code": "InternalException", "httpStatus": 500, "message": "boom",
         "requestId": obj["status"]["retry"]["lastError"]["requestId"],
+        "operation": "CancelTaskExecution",
     }
     assert condition_summary(obj)["Reconciling"] == ("True", "RetryingServerError")
     proxy.clear_faults(CANCEL)
