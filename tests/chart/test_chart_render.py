@@ -586,7 +586,7 @@ def test_chart_environment_matches_the_cli_options(helm: Helm) -> None:
     """Every DATASYNC_OPERATOR_* variable the chart sets is an option of `datasync-operator run`,
     and every option is set by the chart, except the Lease namespace: the operator takes the
     pod's namespace (POD_NAMESPACE, from the downward API), where the chart's Role grants it;
-    and the options of issue 9 that the chart has no values for yet (set them with extraEnv)."""
+    and the metrics bind address (the pod's port is reached through its Service)."""
     from datasync_operator.cli import run
 
     cli_vars = {param.envvar for param in run.params if isinstance(param.envvar, str)}
@@ -596,11 +596,11 @@ def test_chart_environment_matches_the_cli_options(helm: Helm) -> None:
         for name in env_of(render(helm, scenario))
         if name.startswith("DATASYNC_OPERATOR_")
     }
+    access = helm.template({"operator": {"accountId": "111122223333", "extraRegions": ["xx-new-1"]}})
+    chart_vars |= {name for name in env_of(access) if name.startswith("DATASYNC_OPERATOR_")}
     assert chart_vars <= cli_vars, f"not options of the CLI: {sorted(chart_vars - cli_vars)}"
     assert cli_vars - chart_vars == {
         "DATASYNC_OPERATOR_LEASE_NAMESPACE",
-        "DATASYNC_OPERATOR_ACCOUNT_ID",
-        "DATASYNC_OPERATOR_EXTRA_REGIONS",
         "DATASYNC_OPERATOR_METRICS_ADDRESS",
     }, sorted(cli_vars - chart_vars)
 
@@ -659,3 +659,22 @@ def test_notes_tell_how_to_check_the_install(helm: Helm, tmp_path: Path) -> None
     text = notes(SCENARIOS["ha-namespaced"])
     assert f"elect a leader through the Lease {NAMESPACE}/{FULLNAME}" in text
     assert f"kubectl -n {NAMESPACE} get lease {FULLNAME} -o jsonpath='{{.spec.holderIdentity}}'" in text
+
+
+def test_network_policy_narrows_the_api_server_and_aws_separately(helm: Helm) -> None:
+    docs = helm.template({"networkPolicy": {
+        "enabled": True,
+        "apiServer": {"cidrs": ["10.0.0.1/32"], "ports": [6443]},
+        "aws": {"cidrs": ["52.94.0.0/22", "3.5.0.0/19"], "ports": [443]},
+    }})
+    egress = one(docs, "NetworkPolicy")["spec"]["egress"]
+    peers = {
+        tuple(p["port"] for p in rule["ports"]): [b["ipBlock"]["cidr"] for b in rule["to"]]
+        for rule in egress
+        if "to" in rule
+    }
+    assert peers == {(6443,): ["10.0.0.1/32"], (443,): ["52.94.0.0/22", "3.5.0.0/19"]}
+    env = env_of(helm.template({"operator": {"accountId": "111122223333",
+                                             "extraRegions": ["xx-new-1", "yy-new-2"]}}))
+    assert env["DATASYNC_OPERATOR_ACCOUNT_ID"] == "111122223333"
+    assert env["DATASYNC_OPERATOR_EXTRA_REGIONS"] == "xx-new-1,yy-new-2"
