@@ -127,3 +127,27 @@ def test_package_refuses_a_bad_digest(helm_bin_dir: Path, tmp_path: Path) -> Non
                                     "actionlint", "kube-score", "chart-readme"])
 def test_documented_make_targets_exist(target: str) -> None:
     assert target in make_targets()
+
+
+def test_make_chart_push_pushes_the_packaged_chart_to_an_oci_registry(
+    helm: Helm, tmp_path: Path
+) -> None:
+    """The release's push step, run for real against a registry on loopback (plain HTTP)."""
+    from tests.support.oci_registry import OciRegistry
+
+    env = {**os.environ, "HOME": str(tmp_path)}  # helm's registry config stays in the test
+    version = versions.version()
+    with OciRegistry() as registry:
+        subprocess.run(["make", "chart-package", "IMAGE_REPOSITORY=ghcr.io/example/datasync-operator",
+                        f"IMAGE_DIGEST={DIGEST}"], cwd=REPO_ROOT, env=env, check=True,
+                       capture_output=True)
+        pushed = subprocess.run(["make", "chart-push", f"CHART_REGISTRY=oci://{registry.url}/charts",
+                                 "CHART_PUSH_FLAGS=--plain-http"], cwd=REPO_ROOT, env=env,
+                                capture_output=True, text=True, check=False)
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        assert ("charts/datasync-operator", version) in registry.manifests
+        shown = helm.run("show", "chart", f"oci://{registry.url}/charts/datasync-operator",
+                         "--version", version, "--plain-http").stdout
+    chart = yaml.safe_load(shown)
+    assert chart["version"] == version
+    assert f"ghcr.io/example/datasync-operator@{DIGEST}" in chart["annotations"]["artifacthub.io/images"]
