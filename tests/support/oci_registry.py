@@ -78,7 +78,8 @@ class OciRegistry(Service):
                                       Docker_Content_Digest=digest_of(body))
                 return self._send(404)
 
-            do_HEAD = do_GET
+            def do_HEAD(self) -> None:
+                self.do_GET()
 
             def do_POST(self) -> None:
                 split = urlsplit(self.path)
