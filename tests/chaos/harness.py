@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -137,6 +138,12 @@ class Replicas:
             process.stop()
             self.running.remove(process)
 
+    def kill_all(self) -> None:
+        """SIGKILL whatever still runs (a run that failed or was interrupted midway)."""
+        for process in list(self.running):
+            process.kill()
+            self.running.remove(process)
+
     def sample(self) -> None:
         for process in self.running:
             self._note_peak(process)
@@ -213,6 +220,7 @@ def run(plan: Plan, say: Callable[[str], None] = print) -> Report:
     plane = ControlPlane(bin_dir=find_binaries())
     plane.start()
     report = Report()
+    replicas: Replicas | None = None
     try:
         plane.apply_crd(REPO_ROOT / "crds" / "datasyncexecution.yaml")
         plane.kubectl("create", "namespace", NAMESPACE)
@@ -248,6 +256,9 @@ def run(plan: Plan, say: Callable[[str], None] = print) -> Report:
                          f"{len(events)}, {sum(int(e.get('count') or 1) for e in events)}", True)
             report.check("operator processes started", str(replicas.started), True)
     finally:
+        # The operators run in sessions of their own: an interrupted run must not leave them.
+        if replicas is not None:
+            replicas.kill_all()
         plane.stop()
     say(report.table())
     say(f"chaos: logs in {logs}; seed {plan.seed}: {'PASS' if report.passed else 'FAIL'}")
@@ -442,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(resources=args.resources, kills=args.kills,
                 apiserver_restarts=args.apiserver_restarts, fault_rate=args.fault_rate,
                 duration=args.duration, seed=seed)
+    # SIGTERM unwinds like Ctrl-C, so the operators, moto and the control plane are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     report = run(plan, say=lambda line: print(line, flush=True))
     return 0 if report.passed else 1
 
