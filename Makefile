@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export DATASYNC_OPERATOR_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/datasync-operator
 
 .DEFAULT_GOAL := help
-.PHONY: help venv lint unit integration e2e chart chaos test demo bench tools controlplane helm chart-crd clean
+.PHONY: help venv lint unit integration e2e chart chaos test demo bench bench-cpu-split tools controlplane helm chart-crd clean
 .PHONY: linters actionlint kube-score version version-check release-notes chart-readme chart-package chart-push
 
 # Release settings (the release workflow passes them; see .github/workflows/release.yml).
@@ -76,6 +76,9 @@ bench: venv controlplane ## decision core; raw loop vs textbook kopf vs this ope
 	$(BIN)/python benchmarks/bench_operator.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/bench_failover.py
 	$(BIN)/python benchmarks/bench_credentials.py
+
+bench-cpu-split: venv controlplane ## storm CPU per object: the DataSync call vs the rest, raw loop vs this operator
+	$(BIN)/python benchmarks/bench_cpu_split.py $(BENCH_ARGS)
 
 version: ## print the version (pyproject.toml: one version for package, image and chart)
 	@$(PYTHON) tools/release/version.py

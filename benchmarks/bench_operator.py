@@ -492,6 +492,9 @@ class Bench:
         self.kube = Kube(plane)
         self.standin = standin
         self.trackers: list[Tracker] = []
+        #: Builds a contender's whole command from (contender, its arguments), when set
+        #: (``bench_cpu_split.py`` runs the contenders through a shim this way).
+        self.wrapper: Callable[[str, list[str]], list[str]] | None = None
         self.default_rate, self.default_burst = operator_rate_defaults()
         self.loaded_poll = options.loaded_poll or max(
             1.0, min(60.0, options.running / (2 * self.default_rate))
@@ -502,35 +505,13 @@ class Bench:
     def env(self) -> dict[str, str]:
         return {"KUBECONFIG": str(self.plane.kubeconfig), **aws_env(self.standin.url)}
 
-    def launch(self, who: str, namespace: str, poll: float, *, loaded: bool) -> Contender:
+    def contender_args(self, who: str, namespace: str, poll: float, *, loaded: bool) -> list[str]:
+        """The contender's command-line arguments (after its program)."""
         if who == "raw":
-            return PeerProcess(
-                [
-                    sys.executable,
-                    str(ROOT / "benchmarks" / "peers" / "raw_loop.py"),
-                    "--namespace",
-                    namespace,
-                    "--poll-interval",
-                    str(poll),
-                ],
-                self.env(),
-                "raw",
-            ).start()
+            return ["--namespace", namespace, "--poll-interval", str(poll)]
         if who == "kopf":
-            kopf = Path(sys.executable).with_name("kopf")
-            return PeerProcess(
-                [
-                    str(kopf),
-                    "run",
-                    "--standalone",
-                    "--quiet",
-                    "-n",
-                    namespace,
-                    str(ROOT / "benchmarks" / "peers" / "textbook_kopf.py"),
-                ],
-                {**self.env(), "BENCH_POLL_INTERVAL": str(poll)},
-                "kopf",
-            ).start()
+            peer = ROOT / "benchmarks" / "peers" / "textbook_kopf.py"
+            return ["run", "--standalone", "--quiet", "-n", namespace, str(peer)]
         rates = (
             []
             if loaded
@@ -541,18 +522,32 @@ class Bench:
                 str(self.options.storm_burst),
             ]
         )
+        return [
+            "--namespace",
+            namespace,
+            "--metrics-port",
+            str(free_port()),
+            "--log-level",
+            "WARNING",
+            "--poll-interval",
+            str(poll),
+            *rates,
+        ]
+
+    def launch(self, who: str, namespace: str, poll: float, *, loaded: bool) -> Contender:
+        args = self.contender_args(who, namespace, poll, loaded=loaded)
+        if self.wrapper is not None:
+            return PeerProcess(self.wrapper(who, args), self.env(), who).start()
+        if who == "raw":
+            raw = ROOT / "benchmarks" / "peers" / "raw_loop.py"
+            return PeerProcess([sys.executable, str(raw), *args], self.env(), "raw").start()
+        if who == "kopf":
+            kopf = Path(sys.executable).with_name("kopf")
+            return PeerProcess(
+                [str(kopf), *args], {**self.env(), "BENCH_POLL_INTERVAL": str(poll)}, "kopf"
+            ).start()
         return OperatorProcess(
-            [
-                "--namespace",
-                namespace,
-                "--metrics-port",
-                str(free_port()),
-                "--log-level",
-                "WARNING",
-                "--poll-interval",
-                str(poll),
-                *rates,
-            ],
+            args,
             env=self.env(),
             log_path=Path(tempfile.mkstemp(prefix="bench-operator-", suffix=".log")[1]),
         ).start()
