@@ -77,8 +77,8 @@ bench: venv controlplane ## decision core; raw loop vs textbook kopf vs this ope
 	$(BIN)/python benchmarks/bench_failover.py
 	$(BIN)/python benchmarks/bench_credentials.py
 
-bench-cpu-split: venv controlplane ## storm CPU per object: the DataSync call vs the rest, raw loop vs this operator
-	$(BIN)/python benchmarks/bench_cpu_split.py $(BENCH_ARGS)
+bench-cpu-split: venv controlplane ## storm CPU per object: the DataSync call vs the rest, raw loop vs this operator (SPLIT_ARGS="--repeat 3")
+	$(BIN)/python benchmarks/bench_cpu_split.py $(SPLIT_ARGS)
 
 version: ## print the version (pyproject.toml: one version for package, image and chart)
 	@$(PYTHON) tools/release/version.py
