@@ -6,9 +6,11 @@ tested without time passing. It has two lanes:
 - urgent callers (``CancelTaskExecution``) :meth:`~TokenBucket.reserve` a token: they always get
   one, queued behind earlier urgent callers only, and are told how long to wait for it;
 - non-urgent callers (``DescribeTaskExecution`` polls) :meth:`~TokenBucket.try_take` a token:
-  they get one only if a whole token is free, otherwise they take nothing and are told when to
-  come back, staggered one slot apart. They never drive the bucket negative, so an urgent caller
-  waits at most one slot (``1/rate``) behind any number of them.
+  they get one only if a whole token is free beyond the one kept for urgent callers (when the
+  burst is at least 2), otherwise they take nothing and are told when to come back, staggered
+  one slot apart. They never take the kept token nor drive the bucket negative, so an urgent
+  caller finds a token at once however many of them are waiting, unless another urgent caller
+  took it within the last slot (``1/rate``), and then waits at most that slot.
 
 :class:`RegionalRateLimiter` is the small thread-safe shell around one bucket per region. The
 controller worker loop (:mod:`datasync_operator.controller`) awaits its ``acquire`` before a
@@ -36,11 +38,13 @@ class TokenBucket:
     :meth:`reserve` always takes a token and says how long the caller must wait for it. Tokens
     go negative while callers wait, so concurrent callers are served in order and the long-run
     rate never exceeds ``rate`` however many resources call at once. :meth:`try_take` is the
-    non-urgent lane: it takes a token only if one is free now.
+    non-urgent lane: it takes a token only if one is free now beyond :attr:`kept`.
     """
 
     rate: float
     burst: float
+    #: Tokens the non-urgent lane leaves for the urgent one: 1 when the burst allows (>= 2).
+    kept: float = field(init=False)
     tokens: float = field(init=False)
     updated: float | None = field(default=None, init=False)
     lane: float = field(default=float("-inf"), init=False)  # when the last refused caller returns
@@ -51,6 +55,7 @@ class TokenBucket:
         if self.burst < 1:
             raise ValueError(f"burst must be >= 1, got {self.burst}")
         self.tokens = self.burst
+        self.kept = 1.0 if self.burst >= 2 else 0.0
 
     def _refill(self, now: float) -> None:
         if self.updated is not None:
@@ -64,14 +69,15 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
     def try_take(self, now: float) -> float:
-        """Take a token if a whole one is free (return 0.0); else take nothing and return when
-        to try again: when a token will be free, and one slot after the previous refused caller,
-        so that many deferred callers come back spread out rather than all at once."""
+        """Take a token if a whole one is free beyond :attr:`kept` (return 0.0); else take
+        nothing and return when to try again: when a token will be free, and one slot after the
+        previous refused caller, so that many deferred callers come back spread out rather than
+        all at once."""
         self._refill(now)
-        if self.tokens >= _WHOLE:
+        if self.tokens >= self.kept + _WHOLE:
             self.tokens = max(0.0, self.tokens - 1)
             return 0.0
-        free_at = now + (1 - self.tokens) / self.rate
+        free_at = now + (self.kept + 1 - self.tokens) / self.rate
         self.lane = max(free_at, self.lane + 1 / self.rate)
         return self.lane - now
 

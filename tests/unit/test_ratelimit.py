@@ -18,11 +18,54 @@ from datasync_operator.ratelimit import RegionalRateLimiter, TokenBucket
 
 
 def test_try_take_takes_a_free_token_and_otherwise_nothing() -> None:
-    bucket = TokenBucket(rate=5.0, burst=2)
+    bucket = TokenBucket(rate=5.0, burst=3)
     assert [bucket.try_take(0.0), bucket.try_take(0.0)] == [0.0, 0.0]
     assert bucket.try_take(0.0) == pytest.approx(0.2)
-    assert bucket.tokens == 0.0  # the refusal took nothing
+    assert bucket.tokens == 1.0  # the refusal took nothing (and the kept token is still there)
     assert bucket.try_take(0.2) == 0.0  # so the refused caller gets its token when it comes back
+
+
+def test_non_urgent_callers_leave_one_token_for_an_urgent_caller() -> None:
+    bucket = TokenBucket(rate=5.0, burst=10)
+    taken = 0
+    while bucket.try_take(0.0) == 0.0:
+        taken += 1
+    assert taken == 9  # the tenth token is kept
+    assert bucket.reserve(0.0) == 0.0  # so a cancel coming now goes at once
+    assert bucket.reserve(0.0) == pytest.approx(0.2)  # the next one within that slot waits it
+
+
+def test_a_burst_of_one_keeps_nothing_back() -> None:
+    bucket = TokenBucket(rate=5.0, burst=1)
+    assert bucket.kept == 0.0
+    assert bucket.try_take(0.0) == 0.0  # else non-urgent callers would never get a token
+
+
+def test_an_urgent_caller_never_waits_behind_non_urgent_ones() -> None:
+    """Cancels one slot or more apart find a token at once while 1,000 polls drain the bucket
+    (the defaults: 5 calls per second, bursts of 10); the polls still get the whole rate."""
+    rate = 5.0
+    bucket = TokenBucket(rate=rate, burst=10)
+    events = [(0.0, "poll", i) for i in range(1000)]
+    events += [(0.1 + 0.7 * n, "cancel", n) for n in range(200)]  # 0.7 s apart, off the slots
+    heapq.heapify(events)
+    polled: list[float] = []
+    cancel_waits: list[float] = []
+    while events:
+        now, kind, caller = heapq.heappop(events)
+        if kind == "cancel":
+            cancel_waits.append(bucket.reserve(now))
+            continue
+        wait = bucket.try_take(now)
+        if wait == 0.0:
+            polled.append(now)
+        else:
+            heapq.heappush(events, (now + wait, kind, caller))
+    assert len(cancel_waits) == 200
+    assert max(cancel_waits) == pytest.approx(0.0, abs=1e-9)  # (float rounding of the refill)
+    assert len(polled) == 1000
+    # 9 at once, then the rate less the cancels' share while they last
+    assert polled[-1] == pytest.approx((1000 - 9 + 200) / rate, abs=1 / rate)
 
 
 def test_refused_callers_are_told_to_come_back_one_slot_apart() -> None:
